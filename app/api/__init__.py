@@ -1,0 +1,12 @@
+"""HTTP blueprints, one per OpenAI resource."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.api import chat, completions, models
+
+    for module in (chat, completions, models):
+        app.register_blueprint(module.blueprint)

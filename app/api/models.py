@@ -1,0 +1,40 @@
+"""`GET /models`: what this deployment serves, in OpenAI's list shape."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from app.errors import ModelNotFound
+from app.schemas.models import ModelSchema
+from tasks.heartbeat import live_workers
+
+blueprint = Blueprint("models", __name__)
+schema = ModelSchema()
+
+
+def _model_objects() -> list[dict]:
+    config = current_app.extensions["inferq.config"]
+    client = current_app.extensions["inferq.jobstore"].redis
+    objects = []
+    for spec in config["MODELS"].values():
+        try:
+            available = live_workers(client, spec.id, config["WORKER_HEARTBEAT_TTL"]) > 0
+        except Exception:  # noqa: BLE001 - listing models must not depend on Redis
+            available = None
+        objects.append(schema.dump({"spec": spec, "available": available}))
+    return objects
+
+
+@blueprint.get("/models")
+@blueprint.get("/v1/models")
+def list_models():
+    return jsonify({"object": "list", "data": _model_objects()})
+
+
+@blueprint.get("/models/<path:model>")
+@blueprint.get("/v1/models/<path:model>")
+def retrieve(model: str):
+    for item in _model_objects():
+        if item["id"] == model:
+            return jsonify(item)
+    raise ModelNotFound(model)

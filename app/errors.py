@@ -1,0 +1,137 @@
+"""One error family, rendered the way OpenAI renders errors.
+
+Every failure a client can see leaves through `APIError`, so SDKs that parse
+`{"error": {"message", "type", "param", "code"}}` always find that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.code
+        self.status = status or self.status
+        self.type = type or self.type
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any], status: int) -> APIError:
+        """Rebuild an error that a worker stored in a job record."""
+        error = body.get("error", body)
+        return cls(
+            error.get("message", "error"),
+            param=error.get("param"),
+            code=error.get("code"),
+            type=error.get("type"),
+            status=status,
+        )
+
+
+class InvalidRequest(APIError):
+    status = 400
+
+
+class ModelNotFound(APIError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist.", param="model")
+
+
+class NotFound(APIError):
+    status = 404
+    code = "not_found"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_worker"
+
+
+class GatewayTimeout(APIError):
+    status = 504
+    type = "timeout"
+    code = "timeout"
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """Flatten marshmallow's nested messages into (param, message) of the first error."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        if key == "_schema":
+            return _first_error(value, path)
+        name = f"{path}.{key}" if path and not isinstance(key, int) else (f"{path}[{key}]" if path else str(key))
+        return _first_error(value, name)
+    if isinstance(messages, list) and messages:
+        return _first_error(messages[0], path) if not isinstance(messages[0], str) else (path, messages[0])
+    return path, str(messages)
+
+
+def validation_error(err: ValidationError) -> APIError:
+    param, message = _first_error(err.messages)
+    param = param or None
+    text = f"{param}: {message}" if param else message
+    return InvalidRequest(text, param=param, code="invalid_value")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def _api_error(err: APIError):
+        response = jsonify(err.to_dict())
+        response.status_code = err.status
+        response.headers.update(err.headers)
+        return response
+
+    @app.errorhandler(ValidationError)
+    def _validation(err: ValidationError):
+        return _api_error(validation_error(err))
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+        status = err.code or 500
+        error = APIError(
+            err.description or err.name,
+            status=status,
+            code=codes.get(status, err.name.lower().replace(" ", "_")),
+            type="invalid_request_error" if status < 500 else "server_error",
+        )
+        response = _api_error(error)
+        if status == 405 and hasattr(err, "valid_methods") and err.valid_methods:
+            response.headers["Allow"] = ", ".join(err.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        log.exception("unhandled error")
+        return _api_error(APIError("The server had an error while processing your request.", status=500, type="server_error", code="internal_error"))

@@ -1,0 +1,118 @@
+"""Turn a validated chat or text completion body into a job request.
+
+Everything that can be refused is refused here, before a job exists: unknown
+model, wrong model kind, a system message the template cannot take, a prompt
+that does not fit the context. The worker only ever receives token ids.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import current_app
+
+from app.errors import InvalidRequest, ModelNotFound
+from app.schemas.sampling import sampling_params
+from app.tokenizers import ModelTokenizer, TemplateError
+from workers.models import ModelSpec
+
+
+def resolve_model(name: str | None, path_model: str | None = None, kind: str = "generate") -> ModelSpec:
+    """The model named in the path wins over the body's `model`."""
+    model = path_model or name
+    if not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
+    specs: dict[str, ModelSpec] = current_app.extensions["inferq.config"]["MODELS"]
+    spec = specs.get(model)
+    if spec is None:
+        raise ModelNotFound(model)
+    if spec.kind != kind:
+        what = "chat and text completions" if kind == "generate" else "embeddings"
+        raise InvalidRequest(f"The model `{model}` does not serve {what}.", param="model", code="model_not_supported")
+    return spec
+
+
+def tokenizer(spec: ModelSpec) -> ModelTokenizer:
+    return current_app.extensions["inferq.tokenizers"].get(spec)
+
+
+def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, what: str) -> int:
+    """Return the effective max_tokens, or refuse a request that cannot fit."""
+    limit = spec.max_model_len
+    requested = prompt_tokens + (max_tokens or 0)
+    if prompt_tokens >= limit or requested > limit:
+        raise InvalidRequest(
+            f"This model's maximum context length is {limit} tokens. However, you requested {max(requested, prompt_tokens)}"
+            f" tokens ({prompt_tokens} in the {what}, {max_tokens or 0} in the completion). "
+            f"Please reduce the length of the {what} or completion.",
+            param="messages" if what == "messages" else "prompt",
+            code="context_length_exceeded",
+        )
+    return max_tokens if max_tokens is not None else limit - prompt_tokens
+
+
+def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+    messages = [{"role": m["role"], "content": m["content"], **({"name": m["name"]} if "name" in m else {})}
+                for m in data["messages"]]
+    if not spec.system_message and any(m["role"] in ("system", "developer") for m in messages):
+        raise InvalidRequest(
+            f"The model `{spec.id}` does not accept system messages; put the instructions in the first user message.",
+            param="messages", code="system_message_not_supported",
+        )
+    try:
+        prompt = tokenizer(spec).encode_chat(messages, data.get("add_generation_prompt", True))
+    except TemplateError as exc:
+        raise InvalidRequest(f"The conversation does not fit the model's chat template: {exc}", param="messages") from exc
+    params = sampling_params(data)
+    max_tokens = data.get("max_completion_tokens") or params["max_tokens"]
+    params["max_tokens"] = _check_context(spec, len(prompt), max_tokens, "messages")
+    top = data.get("top_logprobs") if data.get("logprobs") else None
+    return {
+        "endpoint": "chat",
+        "model": spec.id,
+        "created": int(time.time()),
+        "prompts": [prompt],
+        "params": params,
+        "top_logprobs": (top or 0) if data.get("logprobs") else None,
+        "stream": data.get("stream", False),
+        "include_usage": bool((data.get("stream_options") or {}).get("include_usage")),
+    }
+
+
+def completion_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+    tok = tokenizer(spec)
+    vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
+    prompts, texts = [], []
+    for index, prompt in enumerate(data["prompt"]):
+        if isinstance(prompt, str):
+            ids = tok.encode(prompt)
+            texts.append(prompt)
+        else:
+            if any(token >= vocab for token in prompt):
+                raise InvalidRequest(f"prompt[{index}] holds a token id outside the vocabulary (size {vocab}).",
+                                     param="prompt")
+            ids = list(prompt)
+            texts.append(tok.decode(ids) if data.get("echo") else "")
+        if not ids:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        prompts.append(ids)
+    params = sampling_params(data)
+    if params["max_tokens"] is None:
+        params["max_tokens"] = 16  # OpenAI's default for text completions
+    for ids in prompts:
+        _check_context(spec, len(ids), params["max_tokens"], "prompt")
+    if data.get("echo") and data.get("logprobs") is not None:
+        raise InvalidRequest("echo cannot be combined with logprobs.", param="echo")
+    return {
+        "endpoint": "completion",
+        "model": spec.id,
+        "created": int(time.time()),
+        "prompts": prompts,
+        "prompt_texts": texts if data.get("echo") else None,
+        "echo": data.get("echo", False),
+        "params": params,
+        "logprobs": data.get("logprobs"),
+        "stream": data.get("stream", False),
+        "include_usage": bool((data.get("stream_options") or {}).get("include_usage")),
+    }

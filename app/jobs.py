@@ -1,0 +1,82 @@
+"""Enqueue a job and wait for it: the API's side of the queue.
+
+Synchronous endpoints are thin: they create the same job a batch submitter
+would, then block on its event stream until the worker writes the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import current_app
+
+from app.errors import APIError, GatewayTimeout, ServiceUnavailable
+from tasks.heartbeat import live_workers
+from tasks.inference import TASK_NAME
+from tasks.jobstore import JobStore, new_job_id
+from workers.models import ModelSpec
+
+#: XREAD blocks at most this long per call, so a waiter notices its deadline.
+BLOCK_MS = 5_000
+
+
+def store() -> JobStore:
+    return current_app.extensions["inferq.jobstore"]
+
+
+def config() -> dict[str, Any]:
+    return current_app.extensions["inferq.config"]
+
+
+def wait_for_worker(spec: ModelSpec) -> None:
+    """503 unless a worker for this model is live (waiting up to the configured time)."""
+    cfg = config()
+    deadline = time.monotonic() + cfg["WORKER_WAIT_SECONDS"]
+    client = store().redis
+    while live_workers(client, spec.id, cfg["WORKER_HEARTBEAT_TTL"]) == 0:
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailable(
+                f"No worker is serving the model `{spec.id}` right now; retry later.",
+                headers={"Retry-After": "5"},
+            )
+        time.sleep(0.25)
+
+
+def submit(spec: ModelSpec, request: dict[str, Any], *, owner: str, stream: bool, priority: int = 0) -> str:
+    job_id = new_job_id()
+    store().create(job_id=job_id, owner=owner, model=spec.id, endpoint=request["endpoint"], request=request,
+                   stream=stream, priority=priority)
+    celery = current_app.extensions["celery"]
+    celery.send_task(TASK_NAME, args=[job_id, request], queue=spec.queue, task_id=job_id, priority=priority)
+    return job_id
+
+
+def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:
+    """Yield the job's events until its end event; raise on timeout."""
+    deadline = time.monotonic() + timeout
+    jobs = store()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise GatewayTimeout(f"The job {job_id} did not finish within {timeout:.0f} s.")
+        for entry_id, event in jobs.read_events(job_id, last_id, int(min(remaining * 1000, BLOCK_MS))):
+            last_id = entry_id
+            yield entry_id, event
+            if event.get("type") == "end":
+                return
+
+
+def wait_result(job_id: str, timeout: float) -> dict[str, Any]:
+    """Block until the job ends; return its body or raise its error."""
+    for _ in events(job_id, timeout):
+        pass
+    record = store().get(job_id)
+    if record is None:
+        raise APIError("The job record disappeared.", status=500, type="server_error")
+    if record["status"] == "completed":
+        return record["result"]
+    if record.get("error"):
+        raise APIError.from_dict(record["error"], record.get("error_status", 500))
+    raise APIError(f"The job ended as {record['status']}.", status=500, type="server_error")

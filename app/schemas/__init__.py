@@ -1,0 +1,1 @@
+"""marshmallow schemas, one module per OpenAI resource, using OpenAI's wire names."""

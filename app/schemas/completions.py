@@ -1,0 +1,16 @@
+"""`POST /completions` request body."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.schemas.fields import Prompt
+from app.schemas.sampling import SamplingSchema
+
+
+class CompletionRequestSchema(SamplingSchema):
+    prompt = Prompt(required=True)
+    # OpenAI caps this at 5; vLLM (and the provider) allow up to 20.
+    logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))
+    echo = fields.Boolean(load_default=False)
+    suffix = fields.String(allow_none=True, validate=validate.Length(max=0, error="suffix is not supported"))

@@ -1,0 +1,91 @@
+"""Cancelling jobs: queued ones never run, running ones are aborted inside the engine.
+
+The API marks the record and publishes the job id on one channel; every
+worker listens and aborts the job if it is running it, which frees the engine
+slot at once instead of after the last token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from tasks.jobstore import PREFIX, TERMINAL, JobStore, events_key, job_key
+
+log = logging.getLogger(__name__)
+
+CHANNEL = f"{PREFIX}:cancel"
+
+# Atomically: cancel a job that has not ended; if it had not started, it is
+# over now (no worker will write its end), so wake its waiters too.
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then return -1 end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+if status == 'queued' then
+  redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', 'cancelled')
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 2
+"""
+
+NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
+
+
+def request_cancel(store: JobStore, job_id: str) -> int:
+    result = int(store.redis.eval(_CANCEL, 2, job_key(job_id), events_key(job_id), time.time(), store.retention))
+    if result == CANCELLED_RUNNING:
+        store.redis.publish(CHANNEL, job_id)
+    return result
+
+
+class CancelListener:
+    """Runs in each worker: aborts the jobs this process is running when asked."""
+
+    def __init__(self, store: JobStore, abort: Callable[[str, int], None]) -> None:
+        self.store, self.abort = store, abort
+        self.running: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inferq-cancel", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def track(self, job_id: str, requests: int) -> None:
+        with self._lock:
+            self.running[job_id] = requests
+
+    def untrack(self, job_id: str) -> None:
+        with self._lock:
+            self.running.pop(job_id, None)
+
+    def cancelled(self, job_id: str) -> bool:
+        return self.store.status(job_id) in TERMINAL
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CHANNEL)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    job_id = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    with self._lock:
+                        requests = self.running.get(job_id)
+                    if requests:
+                        log.info("job %s cancelled; aborting it in the engine", job_id)
+                        self.abort(job_id, requests)
+            except Exception:  # noqa: BLE001 - Redis restarts: resubscribe
+                log.warning("cancel listener lost Redis; resubscribing", exc_info=True)
+                self._stop.wait(1.0)

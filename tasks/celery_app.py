@@ -1,0 +1,55 @@
+"""The only place a Celery app is built.
+
+The settings here are what keeps accepted jobs alive through worker crashes
+and Redis restarts (see the design brief): late acks, requeue on a lost
+worker, one reserved message per free slot, a visibility timeout above the
+longest generation, and JSON only (pickle would hand code execution to
+whoever reaches Redis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from tasks.config import load_config
+
+#: Kombu's Redis transport emulates priorities with one list per step.
+PRIORITY_STEPS = list(range(10))
+DEFAULT_PRIORITY = 5
+
+
+def create_celery(config: dict[str, Any] | None = None) -> Celery:
+    config = config if config is not None and "MODELS" in config else load_config(config)
+    app = Celery("inferq", broker=config["REDIS_URL"], include=["tasks.inference"])
+    transport = {
+        "visibility_timeout": config["VISIBILITY_TIMEOUT"],
+        "priority_steps": PRIORITY_STEPS,
+        "sep": ":",
+        "queue_order_strategy": "priority",
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_ignore_result=True,  # the job record in Redis is the source of truth
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=config["VISIBILITY_TIMEOUT"],
+        task_default_priority=DEFAULT_PRIORITY,
+        task_queue_max_priority=PRIORITY_STEPS[-1],
+        worker_send_task_events=True,  # Flower sees every task
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    app.conf.inferq = config
+    return app

