@@ -183,9 +183,11 @@ class Engine:
         if llm is None:
             raise EngineDead("engine is not running")
         generation = self._generation
+        from vllm.exceptions import VLLMClientError
+
         try:
             sampling = build_sampling_params(params, stream=stream, logprobs=logprobs)
-        except ValueError as exc:
+        except (ValueError, VLLMClientError) as exc:
             raise RequestRejected(str(exc)) from exc
         outputs: queue.SimpleQueue = queue.SimpleQueue()
         ids = [f"{request_id}-{i}" for i in range(len(prompts))]
@@ -220,7 +222,7 @@ class Engine:
         if failure is not None:
             if isinstance(failure, EngineDeadError) or not self.healthy:
                 raise EngineDead(str(failure)) from failure
-            if isinstance(failure, (ValueError, TypeError)):
+            if isinstance(failure, (ValueError, TypeError, VLLMClientError)):
                 raise RequestRejected(str(failure)) from failure
             if isinstance(failure, asyncio.CancelledError):
                 return

@@ -65,6 +65,8 @@ class SamplingSchema(Schema):
         n, best_of = data.get("n", 1), data.get("best_of")
         if best_of is not None and best_of < n:
             raise ValidationError("best_of must be greater than or equal to n", "best_of")
+        if data.get("temperature") == 0 and max(n, best_of or 1) > 1:
+            raise ValidationError("n and best_of must be 1 when temperature is 0 (greedy sampling)", "n")
         if best_of is not None and best_of > n and data.get("stream"):
             raise ValidationError("best_of cannot be used with stream", "best_of")
         max_tokens, min_tokens = data.get("max_tokens"), data.get("min_tokens", 0)

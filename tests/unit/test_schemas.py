@@ -1,0 +1,84 @@
+import pytest
+from marshmallow import ValidationError
+
+from app.errors import validation_error
+from app.schemas.chat import ChatCompletionRequestSchema
+from app.schemas.completions import CompletionRequestSchema
+from app.schemas.sampling import sampling_params
+
+CHAT = ChatCompletionRequestSchema()
+TEXT = CompletionRequestSchema()
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def param_of(schema, body):
+    with pytest.raises(ValidationError) as info:
+        schema.load(body)
+    return validation_error(info.value).param
+
+
+def test_chat_defaults_follow_openai():
+    data = CHAT.load({"model": "m", "messages": MESSAGES})
+    params = sampling_params(data)
+    assert params["n"] == 1 and params["temperature"] == 1.0 and params["top_p"] == 1.0
+    assert params["top_k"] == -1 and params["max_tokens"] is None and params["seed"] is None
+    assert data["stream"] is False and data["logprobs"] is False
+
+
+def test_null_means_default():
+    params = sampling_params(CHAT.load({"model": "m", "messages": MESSAGES, "temperature": None, "top_p": None}))
+    assert params["temperature"] == 1.0 and params["top_p"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 2.5), ("temperature", -0.1), ("top_p", 0), ("top_p", 1.5), ("top_k", -2), ("min_p", 1.5),
+        ("presence_penalty", 3), ("frequency_penalty", -3), ("repetition_penalty", 0), ("n", 0), ("n", 500),
+        ("max_tokens", 0), ("min_tokens", -1), ("stop", 5), ("stop", ["a", 1]), ("seed", "x"), ("top_logprobs", 50),
+        ("stop_token_ids", ["a"]), ("logit_bias", {"x": 1}), ("unknown_field", 1),
+    ],
+)
+def test_invalid_field_is_named(field, value):
+    body = {"model": "m", "messages": MESSAGES, field: value}
+    if field == "top_logprobs":
+        body["logprobs"] = True
+    assert param_of(CHAT, body).split("[")[0].split(".")[0] == field
+
+
+def test_messages_are_validated():
+    assert param_of(CHAT, {"model": "m", "messages": []}) == "messages"
+    assert param_of(CHAT, {"model": "m", "messages": [{"role": "wizard", "content": "x"}]}).startswith("messages")
+    assert param_of(CHAT, {"model": "m"}) == "messages"
+
+
+def test_content_parts_are_joined():
+    data = CHAT.load({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                                              {"type": "text", "text": "b"}]}]})
+    assert data["messages"][0]["content"] == "ab"
+
+
+def test_stop_string_becomes_list():
+    assert CHAT.load({"model": "m", "messages": MESSAGES, "stop": "x"})["stop"] == ["x"]
+
+
+def test_combinations():
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "n": 3, "best_of": 2}) == "best_of"
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "n": 2, "temperature": 0}) == "n"
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "max_tokens": 2, "min_tokens": 3}) == "min_tokens"
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "top_logprobs": 2}) == "top_logprobs"
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "stream_options": {"include_usage": True}}) == (
+        "stream_options")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [("hi", ["hi"]), ([1, 2], [[1, 2]]), (["a", "b"], ["a", "b"]), ([[1], [2, 3]], [[1], [2, 3]])],
+)
+def test_prompt_forms(prompt, expected):
+    assert TEXT.load({"model": "m", "prompt": prompt})["prompt"] == expected
+
+
+@pytest.mark.parametrize("prompt", [[], 5, [[]], [["a"]], None])
+def test_bad_prompts(prompt):
+    assert param_of(TEXT, {"model": "m", "prompt": prompt}) == "prompt"
