@@ -134,4 +134,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         log.exception("unhandled error")
-        return _api_error(APIError("The server had an error while processing your request.", status=500, type="server_error", code="internal_error"))
+        return _api_error(
+            APIError(
+                "The server had an error while processing your request.",
+                status=500,
+                type="server_error",
+                code="internal_error",
+            )
+        )

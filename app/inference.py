@@ -43,8 +43,8 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, 
     requested = prompt_tokens + (max_tokens or 0)
     if prompt_tokens >= limit or requested > limit:
         raise InvalidRequest(
-            f"This model's maximum context length is {limit} tokens. However, you requested {max(requested, prompt_tokens)}"
-            f" tokens ({prompt_tokens} in the {what}, {max_tokens or 0} in the completion). "
+            f"This model's maximum context length is {limit} tokens. "
+            f"However, you requested {max(requested, prompt_tokens)} tokens ({prompt_tokens} in the {what}, {max_tokens or 0} in the completion). "
             f"Please reduce the length of the {what} or completion.",
             param="messages" if what == "messages" else "prompt",
             code="context_length_exceeded",
@@ -53,17 +53,22 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, 
 
 
 def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
-    messages = [{"role": m["role"], "content": m["content"], **({"name": m["name"]} if "name" in m else {})}
-                for m in data["messages"]]
+    messages = [
+        {"role": m["role"], "content": m["content"], **({"name": m["name"]} if "name" in m else {})}
+        for m in data["messages"]
+    ]
     if not spec.system_message and any(m["role"] in ("system", "developer") for m in messages):
         raise InvalidRequest(
             f"The model `{spec.id}` does not accept system messages; put the instructions in the first user message.",
-            param="messages", code="system_message_not_supported",
+            param="messages",
+            code="system_message_not_supported",
         )
     try:
         prompt = tokenizer(spec).encode_chat(messages, data.get("add_generation_prompt", True))
     except TemplateError as exc:
-        raise InvalidRequest(f"The conversation does not fit the model's chat template: {exc}", param="messages") from exc
+        raise InvalidRequest(
+            f"The conversation does not fit the model's chat template: {exc}", param="messages"
+        ) from exc
     params = sampling_params(data)
     max_tokens = data.get("max_completion_tokens") or params["max_tokens"]
     params["max_tokens"] = _check_context(spec, len(prompt), max_tokens, "messages")
@@ -90,8 +95,9 @@ def completion_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
             texts.append(prompt)
         else:
             if any(token >= vocab for token in prompt):
-                raise InvalidRequest(f"prompt[{index}] holds a token id outside the vocabulary (size {vocab}).",
-                                     param="prompt")
+                raise InvalidRequest(
+                    f"prompt[{index}] holds a token id outside the vocabulary (size {vocab}).", param="prompt"
+                )
             ids = list(prompt)
             texts.append(tok.decode(ids) if data.get("echo") else "")
         if not ids:

@@ -46,8 +46,15 @@ def wait_for_worker(spec: ModelSpec) -> None:
 
 def submit(spec: ModelSpec, request: dict[str, Any], *, owner: str, stream: bool, priority: int = 0) -> str:
     job_id = new_job_id()
-    store().create(job_id=job_id, owner=owner, model=spec.id, endpoint=request["endpoint"], request=request,
-                   stream=stream, priority=priority)
+    store().create(
+        job_id=job_id,
+        owner=owner,
+        model=spec.id,
+        endpoint=request["endpoint"],
+        request=request,
+        stream=stream,
+        priority=priority,
+    )
     celery = current_app.extensions["celery"]
     celery.send_task(TASK_NAME, args=[job_id, request], queue=spec.queue, task_id=job_id, priority=priority)
     return job_id

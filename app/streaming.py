@@ -51,22 +51,33 @@ def stream_events(job_id: str, request: dict[str, Any], last_event_id: str = "0-
                     delta = json.loads(event["data"])
                     choice = delta["choice"]
                     index = delta["prompt_index"] * n + choice["index"]
-                    chunk = openai_format.stream_chunk(job_id=job_id, request=request, index=index, choice=choice,
-                                                       first=index not in seen)
+                    chunk = openai_format.stream_chunk(
+                        job_id=job_id, request=request, index=index, choice=choice, first=index not in seen
+                    )
                     seen.add(index)
                     yield _event(chunk, entry_id)
                 elif event["type"] == "end":
                     record = store.get(job_id) or {}
                     if record.get("status") == "completed":
                         if request.get("include_usage"):
-                            yield _event(openai_format.usage_chunk(job_id=job_id, request=request,
-                                                                   usage_=record["usage"]), entry_id)
+                            yield _event(
+                                openai_format.usage_chunk(job_id=job_id, request=request, usage_=record["usage"]),
+                                entry_id,
+                            )
                     elif record.get("error"):
                         yield _event(record["error"], entry_id)
                     else:
-                        yield _event({"error": {"message": f"The job ended as {record.get('status')}.",
-                                                "type": "server_error", "param": None, "code": record.get("status")}},
-                                     entry_id)
+                        yield _event(
+                            {
+                                "error": {
+                                    "message": f"The job ended as {record.get('status')}.",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": record.get("status"),
+                                }
+                            },
+                            entry_id,
+                        )
                     yield _event("[DONE]")
                     return
     except APIError as err:
@@ -74,15 +85,15 @@ def stream_events(job_id: str, request: dict[str, Any], last_event_id: str = "0-
         yield _event("[DONE]")
 
 
-def sse_response(job_id: str, request: dict[str, Any], *, abort_on_disconnect: bool,
-                 last_event_id: str = "0-0") -> Response:
+def sse_response(
+    job_id: str, request: dict[str, Any], *, abort_on_disconnect: bool, last_event_id: str = "0-0"
+) -> Response:
     app = current_app._get_current_object()  # noqa: SLF001 - needed after the request context ends
 
     def generate() -> Iterator[str]:
         finished = False
         try:
-            for text in stream_events(job_id, request, last_event_id):
-                yield text
+            yield from stream_events(job_id, request, last_event_id)
             finished = True
         finally:
             if not finished and abort_on_disconnect:

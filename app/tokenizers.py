@@ -89,7 +89,9 @@ class ModelTokenizer:
     def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         if self.template is None:
             raise TemplateError("this model has no chat template; use /completions")
-        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens)
+        return self.template.render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens
+        )
 
     def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
         # Like apply_chat_template(tokenize=True): the template already holds

@@ -22,13 +22,15 @@ def main() -> int:
         credentials = f"admin:{secrets.token_urlsafe(18)}"
         print(f"Flower at http://{address}:{port} — user/password: {credentials}", flush=True)
     celery = create_celery()
-    celery.start([
-        "flower",
-        f"--address={address}",
-        f"--port={port}",
-        f"--basic-auth={credentials}",
-        "--purge_offline_workers=60",
-    ])
+    celery.start(
+        [
+            "flower",
+            f"--address={address}",
+            f"--port={port}",
+            f"--basic-auth={credentials}",
+            "--purge_offline_workers=60",
+        ]
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ once its engine is ready. "Live" = refreshed within the heartbeat TTL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -36,8 +37,9 @@ def worker_loads(client: redis.Redis, model: str) -> dict[str, dict]:
 
 
 class Heartbeat:
-    def __init__(self, client: redis.Redis, model: str, name: str, load: Callable[[], dict],
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, client: redis.Redis, model: str, name: str, load: Callable[[], dict], interval: float = 1.0
+    ) -> None:
         self.client, self.model, self.name, self.load, self.interval = client, model, name, load, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inferq-heartbeat", daemon=True)
@@ -53,10 +55,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(Exception):  # Redis may be restarting; keep trying
                 self.beat()
-            except Exception:  # noqa: BLE001 - Redis may be restarting; keep trying
-                pass
             self._stop.wait(self.interval)
 
     def stop(self) -> None:

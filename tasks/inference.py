@@ -33,8 +33,9 @@ def _store(task: Any) -> JobStore:
     return JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
 
 
-def error_body(message: str, *, type: str = "server_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type: str = "server_error", code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
@@ -51,15 +52,15 @@ def run_generation(job_id: str, request: dict[str, Any], store: JobStore) -> dic
     stream = bool(request.get("stream"))
     for attempt in range(MAX_ENGINE_RESTARTS + 1):
         generation = engine.generation
-        results: list[dict[str, Any]] = [
-            {"prompt_tokens": len(prompt), "choices": {}} for prompt in request["prompts"]
-        ]
+        results: list[dict[str, Any]] = [{"prompt_tokens": len(prompt), "choices": {}} for prompt in request["prompts"]]
         try:
-            for delta in engine.generate(job_id, request["prompts"], request["params"], stream=stream,
-                                         logprobs=engine_logprobs):
+            for delta in engine.generate(
+                job_id, request["prompts"], request["params"], stream=stream, logprobs=engine_logprobs
+            ):
                 slot = results[delta.prompt_index]["choices"]
-                merged = slot.setdefault(delta.choice["index"], {**delta.choice, "text": "", "token_ids": [],
-                                                                 "logprobs": None})
+                merged = slot.setdefault(
+                    delta.choice["index"], {**delta.choice, "text": "", "token_ids": [], "logprobs": None}
+                )
                 merged["text"] += delta.choice["text"]
                 merged["token_ids"] += delta.choice["token_ids"]
                 if delta.choice["logprobs"] is not None:
@@ -98,12 +99,14 @@ def generate(self: Any, job_id: str, request: dict[str, Any]) -> None:
             return  # cancelled between start and tracking: nothing was generated
         body = run_generation(job_id, request, store)
     except RequestRejected as exc:
-        store.finish(job_id, status="failed", error=error_body(str(exc), type="invalid_request_error"),
-                     error_status=400)
+        store.finish(
+            job_id, status="failed", error=error_body(str(exc), type="invalid_request_error"), error_status=400
+        )
         return
     except EngineDead as exc:
-        store.finish(job_id, status="failed", error=error_body(f"the engine failed: {exc}", code="engine_dead"),
-                     error_status=503)
+        store.finish(
+            job_id, status="failed", error=error_body(f"the engine failed: {exc}", code="engine_dead"), error_status=503
+        )
         return
     except Exception as exc:  # noqa: BLE001 - a job must end with a status, never vanish
         log.exception("job %s failed", job_id)

@@ -62,8 +62,17 @@ class JobStore:
         self.retention = int(retention_seconds)
 
     # -- written by the API --------------------------------------------------
-    def create(self, *, job_id: str, owner: str, model: str, endpoint: str, request: dict[str, Any],
-               stream: bool, priority: int = 0) -> dict[str, Any]:
+    def create(
+        self,
+        *,
+        job_id: str,
+        owner: str,
+        model: str,
+        endpoint: str,
+        request: dict[str, Any],
+        stream: bool,
+        priority: int = 0,
+    ) -> dict[str, Any]:
         now = time.time()
         record = {
             "id": job_id,
@@ -108,9 +117,16 @@ class JobStore:
     def append_delta(self, job_id: str, payload: dict[str, Any]) -> None:
         self.redis.xadd(events_key(job_id), {"type": "delta", "data": _dumps(payload)})
 
-    def finish(self, job_id: str, *, status: str, result: dict[str, Any] | None = None,
-               error: dict[str, Any] | None = None, error_status: int | None = None,
-               usage: dict[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        job_id: str,
+        *,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        error_status: int | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
         """Write the terminal state and wake every waiter, atomically."""
         fields: dict[str, Any] = {"status": status, "completed_at": time.time()}
         if result is not None:

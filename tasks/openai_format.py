@@ -38,15 +38,17 @@ def chat_logprobs(entries: list[dict[str, Any]] | None, top: int) -> dict[str, A
         return None
     content = []
     for entry in entries:
-        content.append({
-            "token": entry["token"],
-            "logprob": entry["logprob"],
-            "bytes": _token_bytes(entry["token"]),
-            "top_logprobs": [
-                {"token": alt["token"], "logprob": alt["logprob"], "bytes": _token_bytes(alt["token"])}
-                for alt in entry["top"][:top]
-            ],
-        })
+        content.append(
+            {
+                "token": entry["token"],
+                "logprob": entry["logprob"],
+                "bytes": _token_bytes(entry["token"]),
+                "top_logprobs": [
+                    {"token": alt["token"], "logprob": alt["logprob"], "bytes": _token_bytes(alt["token"])}
+                    for alt in entry["top"][:top]
+                ],
+            }
+        )
     return {"content": content}
 
 
@@ -61,7 +63,12 @@ def completion_logprobs(entries: list[dict[str, Any]] | None, top: int, offset: 
         top_logprobs.append({alt["token"]: alt["logprob"] for alt in entry["top"][:top]} if top else None)
         text_offset.append(position)
         position += len(entry["token"])
-    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": text_offset}
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": text_offset,
+    }
 
 
 def chat_choice(index: int, choice: dict[str, Any], top_logprobs: int | None) -> dict[str, Any]:
@@ -73,13 +80,16 @@ def chat_choice(index: int, choice: dict[str, Any], top_logprobs: int | None) ->
     }
 
 
-def completion_choice(index: int, choice: dict[str, Any], logprobs: int | None, echo_text: str | None) -> dict[str, Any]:
+def completion_choice(
+    index: int, choice: dict[str, Any], logprobs: int | None, echo_text: str | None
+) -> dict[str, Any]:
     prefix = echo_text or ""
     return {
         "index": index,
         "text": prefix + choice["text"],
         "logprobs": completion_logprobs(choice.get("logprobs"), logprobs or 0, len(prefix))
-        if logprobs is not None else None,
+        if logprobs is not None
+        else None,
         "finish_reason": finish_reason(choice),
     }
 

@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         from workers import runtime
 
         engine = runtime.current()
-        beat = Heartbeat(redis_client(config["REDIS_URL"]), spec.id, name,
-                         lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts})
+        beat = Heartbeat(
+            redis_client(config["REDIS_URL"]),
+            spec.id,
+            name,
+            lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
+        )
         beat.start()
         state["heartbeat"] = beat
         from tasks import inference
@@ -77,17 +81,24 @@ def main(argv: list[str] | None = None) -> int:
             state["heartbeat"].stop()
         runtime.stop()
 
-    celery.worker_main([
-        "worker",
-        "--pool", "threads",
-        "--concurrency", str(concurrency),
-        "--queues", spec.queue,
-        "--hostname", name,
-        "--loglevel", args.loglevel,
-        "--without-gossip",
-        "--without-mingle",
-        "--task-events",
-    ])
+    celery.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            spec.queue,
+            "--hostname",
+            name,
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--task-events",
+        ]
+    )
     return 0
 
 

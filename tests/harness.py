@@ -6,6 +6,7 @@ port and stops it; tests that need to kill or restart one do so for real.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -74,9 +75,18 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; run `make redis`")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, str(REPO / "config" / "redis.conf"), "--port", str(self.port), "--dir", str(self.dir),
-             "--bind", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                str(REPO / "config" / "redis.conf"),
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--bind",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         wait_until(client.ping, 10, "redis-server", process=self.process)
@@ -107,8 +117,9 @@ class ServiceEnv:
 
 
 class WorkerProcess:
-    def __init__(self, env: ServiceEnv, model: str = CHAT_MODEL, log_name: str | None = None,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, env: ServiceEnv, model: str = CHAT_MODEL, log_name: str | None = None, extra_args: list[str] | None = None
+    ) -> None:
         self.env, self.model = env, model
         self.log_path = ARTIFACTS / (log_name or f"worker-{model}.log")
         self.extra_args = extra_args or []
@@ -119,7 +130,11 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tasks.worker", "--model", self.model, *self.extra_args],
-            cwd=REPO, env=self.env.vars, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            env=self.env.vars,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if wait:
             self.wait_live(timeout)
@@ -141,10 +156,8 @@ class WorkerProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the whole process group: the worker and its engine core."""
         if self.process and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
             self.process.wait(60)
 
     def stop(self) -> None:
@@ -171,9 +184,23 @@ class ApiServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "app.wsgi:app"],
-            cwd=REPO, env=self.env.vars, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "app.wsgi:app",
+            ],
+            cwd=REPO,
+            env=self.env.vars,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(lambda: requests.get(self.url + "/health", timeout=2).ok, 60, "gunicorn", process=self.process)
         return self

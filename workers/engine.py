@@ -55,14 +55,18 @@ def _convert_logprobs(completion: Any) -> list[dict[str, Any]] | None:
     if completion.logprobs is None:
         return None
     entries = []
-    for token_id, position in zip(completion.token_ids, completion.logprobs):
+    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False):
         chosen = position.get(token_id)
         top = sorted(
             (_logprob_entry(tid, lp) for tid, lp in position.items()),
             key=lambda entry: entry["logprob"],
             reverse=True,
         )
-        entry = _logprob_entry(token_id, chosen) if chosen is not None else {"token_id": token_id, "token": "", "logprob": 0.0}
+        entry = (
+            _logprob_entry(token_id, chosen)
+            if chosen is not None
+            else {"token_id": token_id, "token": "", "logprob": 0.0}
+        )
         entry["top"] = top
         entries.append(entry)
     return entries
@@ -182,7 +186,6 @@ class Engine:
         llm = self._llm
         if llm is None:
             raise EngineDead("engine is not running")
-        generation = self._generation
         from vllm.exceptions import VLLMClientError
 
         try:
@@ -214,8 +217,12 @@ class Engine:
                     failure = failure or item
                 else:
                     for completion in item.outputs:
-                        yield Delta(index, len(item.prompt_token_ids or prompts[index]), convert_completion(completion),
-                                    completion.finish_reason is not None)
+                        yield Delta(
+                            index,
+                            len(item.prompt_token_ids or prompts[index]),
+                            convert_completion(completion),
+                            completion.finish_reason is not None,
+                        )
         finally:
             if pending:  # the consumer stopped early (cancel, error): free the slots now
                 self.abort(ids)

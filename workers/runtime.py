@@ -25,7 +25,9 @@ def start(spec: ModelSpec, watchdog_interval: float = 2.0) -> Engine:
         engine.start()
         _engine = engine
         _watchdog_stop.clear()
-        threading.Thread(target=_watchdog, args=(engine, watchdog_interval), name="engine-watchdog", daemon=True).start()
+        threading.Thread(
+            target=_watchdog, args=(engine, watchdog_interval), name="engine-watchdog", daemon=True
+        ).start()
     return _engine
 
 

@@ -44,9 +44,7 @@ class Prompt(fields.Field):
         if isinstance(value, list) and value:
             prompts: list[str | list[int]] = []
             for item in value:
-                if isinstance(item, str):
-                    prompts.append(item)
-                elif isinstance(item, list) and item and all(_is_int(token) for token in item):
+                if isinstance(item, str) or isinstance(item, list) and item and all(_is_int(token) for token in item):
                     prompts.append(item)
                 else:
                     raise ValidationError("each prompt must be a string or a non-empty array of token ids")

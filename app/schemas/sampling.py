@@ -49,7 +49,9 @@ class SamplingSchema(Schema):
     detokenize = fields.Boolean(load_default=True)
     skip_special_tokens = fields.Boolean(load_default=True)
     logit_bias = fields.Dict(
-        keys=fields.String(), values=fields.Float(validate=validate.Range(min=-100, max=100)), allow_none=True,
+        keys=fields.String(),
+        values=fields.Float(validate=validate.Range(min=-100, max=100)),
+        allow_none=True,
         load_default=None,
     )
     stream = fields.Boolean(load_default=False)
@@ -82,14 +84,36 @@ class SamplingSchema(Schema):
 def sampling_params(data: dict[str, Any]) -> dict[str, Any]:
     """The JSON-safe subset of a loaded request that the worker needs."""
     keys = (
-        "n", "best_of", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-        "repetition_penalty", "seed", "stop", "stop_token_ids", "max_tokens", "min_tokens", "ignore_eos",
-        "detokenize", "skip_special_tokens", "logit_bias",
+        "n",
+        "best_of",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "seed",
+        "stop",
+        "stop_token_ids",
+        "max_tokens",
+        "min_tokens",
+        "ignore_eos",
+        "detokenize",
+        "skip_special_tokens",
+        "logit_bias",
     )
     params = {key: data.get(key) for key in keys}
     # OpenAI treats null as "use the default".
-    for key, default in (("temperature", 1.0), ("top_p", 1.0), ("top_k", -1), ("min_p", 0.0),
-                         ("presence_penalty", 0.0), ("frequency_penalty", 0.0), ("repetition_penalty", 1.0)):
+    for key, default in (
+        ("temperature", 1.0),
+        ("top_p", 1.0),
+        ("top_k", -1),
+        ("min_p", 0.0),
+        ("presence_penalty", 0.0),
+        ("frequency_penalty", 0.0),
+        ("repetition_penalty", 1.0),
+    ):
         if params[key] is None:
             params[key] = default
     return params

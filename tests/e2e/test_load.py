@@ -25,8 +25,9 @@ def test_seed_burst_then_each_seed_alone_gives_the_same_text(openai_client):
     seeds = [1000 + 37 * i for i in range(64)]
 
     def one(seed):
-        reply = client.chat.completions.create(model=CHAT_MODEL, messages=PROMPT, max_tokens=16, seed=seed,
-                                               temperature=1.0)
+        reply = client.chat.completions.create(
+            model=CHAT_MODEL, messages=PROMPT, max_tokens=16, seed=seed, temperature=1.0
+        )
         return reply.choices[0].message.content
 
     with ThreadPoolExecutor(64) as pool:

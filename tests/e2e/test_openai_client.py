@@ -39,8 +39,9 @@ def test_every_chat_route_answers_the_same(openai_client):
 
 def test_every_text_route_answers_the_same(openai_client):
     replies = [
-        openai_client(prefix).completions.create(model=CHAT_MODEL, prompt="The capital of France is", temperature=0,
-                                                 max_tokens=6)
+        openai_client(prefix).completions.create(
+            model=CHAT_MODEL, prompt="The capital of France is", temperature=0, max_tokens=6
+        )
         for prefix in TEXT_PREFIXES
     ]
     dumps = [reply.model_dump() for reply in replies]
@@ -51,7 +52,8 @@ def test_every_text_route_answers_the_same(openai_client):
 
 def test_model_in_path_wins(openai_client):
     reply = openai_client(f"/engines/{CHAT_MODEL}").chat.completions.create(
-        model="whatever-the-body-says", messages=FRANCE, temperature=0, max_tokens=4)
+        model="whatever-the-body-says", messages=FRANCE, temperature=0, max_tokens=4
+    )
     assert reply.model == CHAT_MODEL
 
 
@@ -77,8 +79,16 @@ def test_errors_reach_the_client_typed(openai_client):
 def test_streamed_text_equals_non_streamed(openai_client):
     client = openai_client()
     whole = client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, seed=42, max_tokens=20)
-    chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, seed=42, max_tokens=20,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=FRANCE,
+            seed=42,
+            max_tokens=20,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"

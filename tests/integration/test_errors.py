@@ -27,21 +27,23 @@ def test_unknown_model_in_path_is_404(bare_client):
 
 
 def test_invalid_field_names_param(bare_client):
-    error = error_of(bare_client.post("/v1/chat/completions",
-                                      json={"model": CHAT_MODEL, "messages": MESSAGES, "top_p": 7}), 400)
+    error = error_of(
+        bare_client.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": MESSAGES, "top_p": 7}), 400
+    )
     assert error["param"] == "top_p" and error["type"] == "invalid_request_error"
 
 
 def test_context_length_exceeded_gives_the_numbers(bare_client):
-    error = error_of(bare_client.post("/v1/chat/completions",
-                                      json={"model": CHAT_MODEL, "messages": MESSAGES, "max_tokens": 4000}), 400)
+    error = error_of(
+        bare_client.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": MESSAGES, "max_tokens": 4000}),
+        400,
+    )
     assert error["code"] == "context_length_exceeded"
     assert "2048" in error["message"] and "4000" in error["message"]
 
 
 def test_prompt_longer_than_context(bare_client):
-    error = error_of(bare_client.post("/v1/completions",
-                                      json={"model": CHAT_MODEL, "prompt": "word " * 3000}), 400)
+    error = error_of(bare_client.post("/v1/completions", json={"model": CHAT_MODEL, "prompt": "word " * 3000}), 400)
     assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
 
 

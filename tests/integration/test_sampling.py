@@ -73,7 +73,9 @@ def test_stop_token_ids(client, chat):
 def test_n_gives_n_choices(chat):
     body = chat(n=3, max_tokens=8, seed=7)
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
-    assert body["usage"]["completion_tokens"] == sum(1 for _ in range(3)) * 8 or body["usage"]["completion_tokens"] <= 24
+    assert (
+        body["usage"]["completion_tokens"] == sum(1 for _ in range(3)) * 8 or body["usage"]["completion_tokens"] <= 24
+    )
 
 
 def test_same_seed_same_text_and_different_seed_differs(chat):
@@ -102,14 +104,21 @@ def test_penalties_change_greedy_text(chat):
 
 
 def test_min_tokens_and_ignore_eos(chat):
-    short = chat(messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
-                 max_tokens=30)
+    short = chat(messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0, max_tokens=30)
     assert short["usage"]["completion_tokens"] < 12 and short["choices"][0]["finish_reason"] == "stop"
-    longer = chat(messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
-                  max_tokens=30, min_tokens=12)
+    longer = chat(
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=30,
+        min_tokens=12,
+    )
     assert longer["usage"]["completion_tokens"] >= 12
-    ignored = chat(messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
-                   max_tokens=30, ignore_eos=True)
+    ignored = chat(
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=30,
+        ignore_eos=True,
+    )
     assert ignored["usage"]["completion_tokens"] == 30
 
 
@@ -149,10 +158,20 @@ def test_detokenize_false_returns_tokens_without_text(complete):
 
 
 def test_skip_special_tokens_false_keeps_them(chat):
-    kept = chat(temperature=0, max_tokens=30, min_tokens=0, skip_special_tokens=False, ignore_eos=True,
-                messages=[{"role": "user", "content": "What is the capital of France?"}])
-    skipped = chat(temperature=0, max_tokens=30, ignore_eos=True,
-                   messages=[{"role": "user", "content": "What is the capital of France?"}])
+    kept = chat(
+        temperature=0,
+        max_tokens=30,
+        min_tokens=0,
+        skip_special_tokens=False,
+        ignore_eos=True,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    skipped = chat(
+        temperature=0,
+        max_tokens=30,
+        ignore_eos=True,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     assert "<|im_end|>" in text(kept) and "<|im_end|>" not in text(skipped)
 
 
@@ -180,4 +199,5 @@ def test_token_array_prompt(complete):
 
     ids = ModelTokenizer(load_config()["MODELS"][CHAT_MODEL].local_path).encode("The capital of France is")
     assert text(complete(prompt=ids, max_tokens=4, temperature=0)) == text(
-        complete(prompt="The capital of France is", max_tokens=4, temperature=0))
+        complete(prompt="The capital of France is", max_tokens=4, temperature=0)
+    )

@@ -19,14 +19,30 @@ def test_multi_prompt_choices_are_numbered_like_openai():
 
 
 def test_chat_logprobs_shape():
-    entries = [{"token_id": 5, "token": "Hi", "logprob": -0.5,
-                "top": [{"token_id": 5, "token": "Hi", "logprob": -0.5}, {"token_id": 6, "token": "Yo", "logprob": -1}]}]
+    entries = [
+        {
+            "token_id": 5,
+            "token": "Hi",
+            "logprob": -0.5,
+            "top": [{"token_id": 5, "token": "Hi", "logprob": -0.5}, {"token_id": 6, "token": "Yo", "logprob": -1}],
+        }
+    ]
     request = {"endpoint": "chat", "model": "m", "params": {"n": 1}, "top_logprobs": 1}
-    body = completion_body(job_id="job_y", request=request, created=1,
-                           results=[{"prompt_tokens": 1, "choices": [choice(0, "Hi", [5], logprobs=entries)]}])
+    body = completion_body(
+        job_id="job_y",
+        request=request,
+        created=1,
+        results=[{"prompt_tokens": 1, "choices": [choice(0, "Hi", [5], logprobs=entries)]}],
+    )
     content = body["choices"][0]["logprobs"]["content"]
-    assert content == [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
-                        "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]}]
+    assert content == [
+        {
+            "token": "Hi",
+            "logprob": -0.5,
+            "bytes": [72, 105],
+            "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}],
+        }
+    ]
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hi"}
 
 

@@ -33,10 +33,26 @@ def test_null_means_default():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("temperature", 2.5), ("temperature", -0.1), ("top_p", 0), ("top_p", 1.5), ("top_k", -2), ("min_p", 1.5),
-        ("presence_penalty", 3), ("frequency_penalty", -3), ("repetition_penalty", 0), ("n", 0), ("n", 500),
-        ("max_tokens", 0), ("min_tokens", -1), ("stop", 5), ("stop", ["a", 1]), ("seed", "x"), ("top_logprobs", 50),
-        ("stop_token_ids", ["a"]), ("logit_bias", {"x": 1}), ("unknown_field", 1),
+        ("temperature", 2.5),
+        ("temperature", -0.1),
+        ("top_p", 0),
+        ("top_p", 1.5),
+        ("top_k", -2),
+        ("min_p", 1.5),
+        ("presence_penalty", 3),
+        ("frequency_penalty", -3),
+        ("repetition_penalty", 0),
+        ("n", 0),
+        ("n", 500),
+        ("max_tokens", 0),
+        ("min_tokens", -1),
+        ("stop", 5),
+        ("stop", ["a", 1]),
+        ("seed", "x"),
+        ("top_logprobs", 50),
+        ("stop_token_ids", ["a"]),
+        ("logit_bias", {"x": 1}),
+        ("unknown_field", 1),
     ],
 )
 def test_invalid_field_is_named(field, value):
@@ -53,8 +69,12 @@ def test_messages_are_validated():
 
 
 def test_content_parts_are_joined():
-    data = CHAT.load({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
-                                                                              {"type": "text", "text": "b"}]}]})
+    data = CHAT.load(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+        }
+    )
     assert data["messages"][0]["content"] == "ab"
 
 
@@ -68,7 +88,8 @@ def test_combinations():
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "max_tokens": 2, "min_tokens": 3}) == "min_tokens"
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "top_logprobs": 2}) == "top_logprobs"
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "stream_options": {"include_usage": True}}) == (
-        "stream_options")
+        "stream_options"
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,18 @@
 import pytest
 
 from app.tokenizers import ModelTokenizer
-from workers.models import load_models
 from tasks.config import REPO_ROOT
+from workers.models import load_models
 
 SPEC = load_models(REPO_ROOT / "config" / "models.yaml")["smollm2-135m-instruct"]
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Ça va? 你好"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Ça va? 你好"},
+    ],
 ]
 
 

@@ -1,0 +1,46 @@
+"""The `inferq` command line: one entry point for operators.
+
+inferq worker --model smollm2-135m-instruct   # a worker pinned to one model
+inferq prepare-models                         # build the embedded models (offline, cached)
+inferq flower                                 # Flower on loopback, with basic auth
+inferq api                                    # gunicorn serving the API
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _usage() -> int:
+    print(__doc__.strip())
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        return _usage()
+    command, rest = args[0], args[1:]
+    if command == "worker":
+        from tasks.worker import main as worker_main
+
+        return worker_main(rest)
+    if command == "prepare-models":
+        from workers.prepare import main as prepare_main
+
+        return prepare_main(rest)
+    if command == "flower":
+        from tasks.flower import main as flower_main
+
+        return flower_main()
+    if command == "api":
+        os.execvp(
+            sys.executable, [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *rest, "app.wsgi:app"]
+        )
+    print(f"unknown command {command!r}\n", file=sys.stderr)
+    return _usage()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
