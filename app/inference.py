@@ -44,7 +44,8 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, 
     if prompt_tokens >= limit or requested > limit:
         raise InvalidRequest(
             f"This model's maximum context length is {limit} tokens. "
-            f"However, you requested {max(requested, prompt_tokens)} tokens ({prompt_tokens} in the {what}, {max_tokens or 0} in the completion). "
+            f"However, you requested {max(requested, prompt_tokens)} tokens "
+            f"({prompt_tokens} in the {what}, {max_tokens or 0} in the completion). "
             f"Please reduce the length of the {what} or completion.",
             param="messages" if what == "messages" else "prompt",
             code="context_length_exceeded",

@@ -74,4 +74,5 @@ def table(rows: list[tuple[str, str, str, str]], header: tuple[str, str, str, st
         return "  ".join(
             str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
         )
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
