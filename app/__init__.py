@@ -9,6 +9,7 @@ from flask import Flask
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API. `config` overrides the defaults and INFERQ_* variables."""
+    from app import auth, ratelimit
     from app.api import register_blueprints
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
@@ -26,6 +27,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["inferq.tokenizers"] = TokenizerCache()
     app.extensions["celery"] = create_celery(settings)
     register_error_handlers(app)
+    auth.init_app(app)  # first: the rate limiter counts against the key it finds
+    ratelimit.init_app(app)
     register_blueprints(app)
 
     @app.get("/health")

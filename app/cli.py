@@ -4,6 +4,7 @@ inferq worker --model smollm2-135m-instruct   # a worker pinned to one model
 inferq prepare-models                         # build the embedded models (offline, cached)
 inferq flower                                 # Flower on loopback, with basic auth
 inferq api                                    # gunicorn serving the API
+inferq keys create|list|revoke|ensure-local   # API keys (inferq keys --help)
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.flower import main as flower_main
 
         return flower_main()
+    if command == "keys":
+        from app.cli_keys import main as keys_main
+
+        return keys_main(rest)
     if command == "api":
         os.execvp(
             sys.executable, [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *rest, "app.wsgi:app"]

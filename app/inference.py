@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.auth import model_allowed
 from app.errors import InvalidRequest, ModelNotFound
 from app.schemas.sampling import sampling_params
 from app.tokenizers import ModelTokenizer, TemplateError
@@ -25,7 +26,7 @@ def resolve_model(name: str | None, path_model: str | None = None, kind: str = "
         raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
     specs: dict[str, ModelSpec] = current_app.extensions["inferq.config"]["MODELS"]
     spec = specs.get(model)
-    if spec is None:
+    if spec is None or not model_allowed(model):  # a key's allow-list hides the other models
         raise ModelNotFound(model)
     if spec.kind != kind:
         what = "chat and text completions" if kind == "generate" else "embeddings"

@@ -21,9 +21,10 @@ import sys
 import time
 
 import requests
-from common import Run, concurrent, sequential, table  # noqa: I001 - bench/ is on sys.path
+from common import API_KEY_ENV, Run, concurrent, sequential, table  # noqa: I001 - bench/ is on sys.path
 
 from tasks.config import load_config
+from tasks.keys import KeyStore
 from tests.harness import (
     ARTIFACTS,
     CHAT_MODEL,
@@ -56,6 +57,7 @@ def run_inferq(args) -> dict[str, Run]:
     directory = temp_dir("inferq-bench-")
     redis_server = RedisServer(directory / "redis").start()
     env = ServiceEnv(redis_server.url, write_models_file(directory))
+    os.environ[API_KEY_ENV], _record = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
     worker = WorkerProcess(env, log_name="bench-worker.log").start()
     api = ApiServer(env, workers=args.api_workers).start()
     try:

@@ -4,6 +4,7 @@ plain aiohttp requests, identical for inferq and `vllm serve`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -13,6 +14,13 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+#: The Bearer key sent with every request (inferq requires one; `vllm serve` ignores it).
+API_KEY_ENV = "INFERQ_BENCH_API_KEY"
+
+
+def _headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {os.environ.get(API_KEY_ENV, '')}"}
 
 
 @dataclass
@@ -48,7 +56,7 @@ async def chat_once(session: aiohttp.ClientSession, url: str, body: dict) -> tup
 
 
 async def sequential(url: str, body: dict, count: int) -> Run:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+    async with aiohttp.ClientSession(headers=_headers(), timeout=aiohttp.ClientTimeout(total=600)) as session:
         latencies, tokens = [], 0
         started = time.perf_counter()
         for _ in range(count):
@@ -60,7 +68,9 @@ async def sequential(url: str, body: dict, count: int) -> Run:
 
 async def concurrent(url: str, bodies: list[dict]) -> Run:
     connector = aiohttp.TCPConnector(limit=len(bodies))
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=900)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, headers=_headers(), timeout=aiohttp.ClientTimeout(total=900)
+    ) as session:
         started = time.perf_counter()
         results = await asyncio.gather(*(chat_once(session, url, body) for body in bodies))
         wall = time.perf_counter() - started

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from tasks import usage as usage_log
+
 PREFIX = "inferq"
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 STATUSES = ("queued", "in_progress", *sorted(TERMINAL))
@@ -136,6 +138,8 @@ class JobStore:
             fields["error_status"] = error_status or 500
         if usage is not None:
             fields["usage"] = _dumps(usage)
+            # Billed before the end event wakes the client, and once per job (tasks.usage).
+            usage_log.record(self.redis, job_key(job_id), usage, fields["completed_at"])
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(job_key(job_id), mapping=fields)
         pipe.expire(job_key(job_id), self.retention)

@@ -58,12 +58,35 @@ def base_config(redis_server, models_file):
     return load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file), "WORKER_WAIT_SECONDS": 1.0})
 
 
+@pytest.fixture(scope="session")
+def api_key(redis_server):
+    """The key every test client sends by default; its limits are too high to bite."""
+    from tasks.keys import KeyStore
+
+    key, _record = KeyStore(redis_server.client()).create(name="tests", rpm=1_000_000)
+    return key
+
+
+def keyed_client_class(key: str):
+    """A Flask test client that sends `Authorization: Bearer <key>` unless a request sets its own."""
+    from flask.testing import FlaskClient
+
+    class KeyedClient(FlaskClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+
+    return KeyedClient
+
+
 @pytest.fixture()
-def make_app(base_config):
+def make_app(base_config, api_key):
     from app import create_app
 
     def factory(**overrides):
-        return create_app({**base_config, **overrides})
+        app = create_app({**base_config, **overrides})
+        app.test_client_class = keyed_client_class(api_key)
+        return app
 
     return factory
 

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import chat, completions, models
+    from app.api import chat, completions, models, usage
 
-    for module in (chat, completions, models):
+    for module in (chat, completions, models, usage):
         app.register_blueprint(module.blueprint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from app.auth import model_allowed
 from app.errors import ModelNotFound
 from app.schemas.models import ModelSchema
 from tasks.heartbeat import live_workers
@@ -17,6 +18,8 @@ def _model_objects() -> list[dict]:
     client = current_app.extensions["inferq.jobstore"].redis
     objects = []
     for spec in config["MODELS"].values():
+        if not model_allowed(spec.id):
+            continue
         try:
             available = live_workers(client, spec.id, config["WORKER_HEARTBEAT_TTL"]) > 0
         except Exception:  # noqa: BLE001 - listing models must not depend on Redis

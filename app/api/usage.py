@@ -1,0 +1,54 @@
+"""`GET /v1/usage`: the calling key's tokens and cost per model over a date range.
+
+Days are UTC. Cost uses each model's `price` in the models file (USD per
+million tokens) as configured now; a model no longer configured costs 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.api.common import owner
+from app.jobs import store
+from app.schemas.usage import UsageQuerySchema, UsageSchema
+from tasks import usage
+from workers.models import Price
+
+blueprint = Blueprint("usage", __name__)
+query_schema = UsageQuerySchema()
+schema = UsageSchema()
+
+
+def _priced(model: str | None, counts: dict[str, int], price: Price) -> dict[str, Any]:
+    prompt = counts["prompt_tokens"] * price.prompt / 1_000_000
+    completion = counts["completion_tokens"] * price.completion / 1_000_000
+    return {
+        "model": model,
+        **counts,
+        "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"],
+        "cost": {
+            "prompt": round(prompt, 10),
+            "completion": round(completion, 10),
+            "total": round(prompt + completion, 10),
+        },
+    }
+
+
+@blueprint.get("/usage")
+@blueprint.get("/v1/usage")
+def get_usage():
+    query = query_schema.load(request.args)
+    specs = current_app.extensions["inferq.config"]["MODELS"]
+    per_model = usage.totals(store().redis, owner(), usage.dates(query["start"], query["end"]))
+    data = [
+        _priced(model, counts, specs[model].price if model in specs else Price())
+        for model, counts in sorted(per_model.items())
+    ]
+    grand = {name: sum(item[name] for item in data) for name in ("requests", "prompt_tokens", "completion_tokens")}
+    total = _priced(None, grand, Price())
+    total["cost"] = {
+        part: round(sum(item["cost"][part] for item in data), 10) for part in ("prompt", "completion", "total")
+    }
+    return jsonify(schema.dump({"key_id": owner(), **query, "data": data, "total": total}))

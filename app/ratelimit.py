@@ -1,0 +1,95 @@
+"""Per-key rate limits: requests per minute (Flask-Limiter) and tokens per minute.
+
+Requests: Flask-Limiter with its counters in the service's Redis, so a key's
+limit holds across gunicorn workers and API hosts. The strategy is the moving
+window (a timestamp per request, exact: no burst of 2x the limit at a window
+edge, as a fixed window allows). Each key has its own limit (`rpm` on its
+record), one bucket across all endpoints; health checks and docs are exempt.
+
+Tokens: a key may also carry `tpm`. Tokens are only known once a job ends, so
+the check is made before a POST is accepted, against the tokens billed in the
+last minute (tasks.usage keeps a per-minute counter, read as a sliding-window
+estimate). A request is refused once the key is at or over its budget; a
+request that was accepted may still take the key past it. That is the honest
+limit of counting tokens after the fact.
+
+Both answer 429 in the OpenAI error shape with `Retry-After`; request limits
+also send `X-RateLimit-Limit`, `-Remaining` and `-Reset` on every response.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, jsonify, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from app.auth import current_key, is_public
+from app.errors import APIError
+from tasks.usage import tokens_last_minute
+
+STRATEGY = "moving-window"
+
+
+def _key_id() -> str:
+    record = current_key()
+    return record["id"] if record else ""
+
+
+def _requests_per_minute() -> str:
+    record = current_key()
+    return f"{record['rpm']}/minute" if record else ""
+
+
+def _exempt() -> bool:
+    return is_public(request.path) or current_key() is None
+
+
+def rate_limited(message: str, *, headers: dict[str, str] | None = None) -> APIError:
+    return APIError(message, status=429, type="requests", code="rate_limit_exceeded", headers=headers)
+
+
+def _check_tokens() -> None:
+    record = current_key()
+    if record is None or not record["tpm"] or request.method != "POST":
+        return
+    from app.jobs import store
+
+    used = tokens_last_minute(store().redis, record["id"])
+    if used >= record["tpm"]:
+        retry_after = str(60 - int(time.time()) % 60)
+        raise rate_limited(
+            f"Rate limit reached: {used} of {record['tpm']} tokens per minute used. Retry after {retry_after} s.",
+            headers={
+                "Retry-After": retry_after,
+                "X-RateLimit-Limit-Tokens": str(record["tpm"]),
+                "X-RateLimit-Remaining-Tokens": "0",
+            },
+        )
+
+
+def init_app(app: Flask) -> Limiter:
+    """Register after app.auth, whose hook sets the key these limits count against."""
+    settings = app.extensions["inferq.config"]
+    limiter = Limiter(
+        key_func=_key_id,
+        application_limits=[_requests_per_minute],
+        storage_uri=settings["REDIS_URL"],
+        strategy=STRATEGY,
+        headers_enabled=True,
+        key_prefix="inferq",
+    )
+    limiter.request_filter(_exempt)
+    limiter.init_app(app)
+    app.before_request(_check_tokens)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many_requests(err: RateLimitExceeded):
+        # The limiter's after_request hook adds Retry-After and the X-RateLimit-* headers.
+        error = rate_limited(f"Rate limit reached: {err.description} for this API key.")
+        response = jsonify(error.to_dict())
+        response.status_code = error.status
+        return response
+
+    app.extensions["inferq.limiter"] = limiter
+    return limiter
