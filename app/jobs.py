@@ -13,13 +13,14 @@ from typing import Any
 from flask import current_app
 
 from app.errors import APIError, GatewayTimeout, ServiceUnavailable
+from tasks.dispatch import dispatch
 from tasks.heartbeat import live_workers
-from tasks.inference import TASK_NAME
 from tasks.jobstore import JobStore, new_job_id
 from workers.models import ModelSpec
 
 #: XREAD blocks at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
+DEFAULT_PRIORITY = 5
 
 
 def store() -> JobStore:
@@ -44,7 +45,18 @@ def wait_for_worker(spec: ModelSpec) -> None:
         time.sleep(0.25)
 
 
-def submit(spec: ModelSpec, request: dict[str, Any], *, owner: str, stream: bool, priority: int = 0) -> str:
+def submit(
+    spec: ModelSpec,
+    request: dict[str, Any],
+    *,
+    owner: str,
+    stream: bool,
+    priority: int = DEFAULT_PRIORITY,
+    expires_in: float | None = None,
+    listed: bool = False,
+    task: str | None = None,
+) -> str:
+    """Record the job, then send its message; the record exists before any worker can see it."""
     job_id = new_job_id()
     store().create(
         job_id=job_id,
@@ -54,9 +66,10 @@ def submit(spec: ModelSpec, request: dict[str, Any], *, owner: str, stream: bool
         request=request,
         stream=stream,
         priority=priority,
+        expires_in=expires_in,
+        listed=listed,
     )
-    celery = current_app.extensions["celery"]
-    celery.send_task(TASK_NAME, args=[job_id, request], queue=spec.queue, task_id=job_id, priority=priority)
+    dispatch(current_app.extensions["celery"], job_id, request, priority, task)
     return job_id
 
 
@@ -73,6 +86,16 @@ def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[
             yield entry_id, event
             if event.get("type") == "end":
                 return
+
+
+def wait_ended(job_id: str, timeout: float) -> bool:
+    """Block until the job ends or `timeout` passes; True if it ended."""
+    try:
+        for _ in events(job_id, timeout):
+            pass
+    except GatewayTimeout:
+        return False
+    return True
 
 
 def wait_result(job_id: str, timeout: float) -> dict[str, Any]:

@@ -19,16 +19,18 @@ also send `X-RateLimit-Limit`, `-Remaining` and `-Reset` on every response.
 
 from __future__ import annotations
 
+import math
 import time
 
 from flask import Flask, jsonify, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
 from app.auth import current_key, is_public
 from app.errors import APIError
 from tasks.usage import tokens_last_minute
 
 STRATEGY = "moving-window"
+RESET_AFTER_HEADER = "X-RateLimit-Reset-After"
 
 
 def _key_id() -> str:
@@ -77,6 +79,11 @@ def init_app(app: Flask) -> Limiter:
         storage_uri=settings["REDIS_URL"],
         strategy=STRATEGY,
         headers_enabled=True,
+        # Flask-Limiter would stamp Retry-After (the window reset) on every
+        # response; queue polls use Retry-After to say when to poll again, so
+        # the limiter's value travels under its own name, and only a 429
+        # carries it as Retry-After (set below).
+        header_name_mapping={HeaderNames.RETRY_AFTER: RESET_AFTER_HEADER},
         key_prefix="inferq",
     )
     limiter.request_filter(_exempt)
@@ -89,6 +96,9 @@ def init_app(app: Flask) -> Limiter:
         error = rate_limited(f"Rate limit reached: {err.description} for this API key.")
         response = jsonify(error.to_dict())
         response.status_code = error.status
+        current = limiter.current_limit
+        wait = min(60, max(1, math.ceil(current.reset_at - time.time()))) if current is not None else 60
+        response.headers["Retry-After"] = str(wait)
         return response
 
     app.extensions["inferq.limiter"] = limiter

@@ -29,7 +29,20 @@ def _event(data: Any, event_id: str | None = None) -> str:
     return f"{prefix}data: {payload}\n\n"
 
 
-def stream_events(job_id: str, request: dict[str, Any], last_event_id: str = "0-0") -> Iterator[str]:
+def _replay(job_id: str, request: dict[str, Any], result: dict[str, Any], event_id: str) -> Iterator[str]:
+    """A job that wrote no deltas (not submitted for streaming) streams its final answer at once."""
+    for choice in result["choices"]:
+        text = choice["message"]["content"] if "message" in choice else choice["text"]
+        delta = {"index": 0, "text": text, "token_ids": [], "finish_reason": choice["finish_reason"], "logprobs": None}
+        yield _event(
+            openai_format.stream_chunk(job_id=job_id, request=request, index=choice["index"], choice=delta, first=True),
+            event_id,
+        )
+
+
+def stream_events(
+    job_id: str, request: dict[str, Any], last_event_id: str = "0-0", replay_result: bool = False
+) -> Iterator[str]:
     """The SSE text of one job, from `last_event_id` on, ending with `[DONE]`."""
     n = request["params"].get("n") or 1
     seen: set[int] = set()
@@ -59,6 +72,8 @@ def stream_events(job_id: str, request: dict[str, Any], last_event_id: str = "0-
                 elif event["type"] == "end":
                     record = store.get(job_id) or {}
                     if record.get("status") == "completed":
+                        if replay_result:
+                            yield from _replay(job_id, request, record["result"], entry_id)
                         if request.get("include_usage"):
                             yield _event(
                                 openai_format.usage_chunk(job_id=job_id, request=request, usage_=record["usage"]),
@@ -86,14 +101,19 @@ def stream_events(job_id: str, request: dict[str, Any], last_event_id: str = "0-
 
 
 def sse_response(
-    job_id: str, request: dict[str, Any], *, abort_on_disconnect: bool, last_event_id: str = "0-0"
+    job_id: str,
+    request: dict[str, Any],
+    *,
+    abort_on_disconnect: bool,
+    last_event_id: str = "0-0",
+    replay_result: bool = False,
 ) -> Response:
     app = current_app._get_current_object()  # noqa: SLF001 - needed after the request context ends
 
     def generate() -> Iterator[str]:
         finished = False
         try:
-            yield from stream_events(job_id, request, last_event_id)
+            yield from stream_events(job_id, request, last_event_id, replay_result)
             finished = True
         finally:
             if not finished and abort_on_disconnect:

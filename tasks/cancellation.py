@@ -12,14 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from tasks.jobstore import PREFIX, TERMINAL, JobStore, events_key, job_key
+from tasks.jobstore import DEADLINES, PREFIX, TERMINAL, JobStore, events_key, job_key, queue_key
 
 log = logging.getLogger(__name__)
 
 CHANNEL = f"{PREFIX}:cancel"
 
-# Atomically: cancel a job that has not ended; if it had not started, it is
-# over now (no worker will write its end), so wake its waiters too.
+# KEYS: job, events, queue zset, deadlines. ARGV: now, retention, job id.
+# Atomically: a queued job ends now (no worker will write its end, so wake
+# its waiters here); a running one is marked and its worker aborts it.
 _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -29,6 +30,8 @@ if status == 'queued' then
   redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', 'cancelled')
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('ZREM', KEYS[4], ARGV[3])
   return 1
 end
 return 2
@@ -37,8 +40,15 @@ return 2
 NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
 
 
-def request_cancel(store: JobStore, job_id: str) -> int:
-    result = int(store.redis.eval(_CANCEL, 2, job_key(job_id), events_key(job_id), time.time(), store.retention))
+def request_cancel(store: JobStore, job_id: str, model: str | None = None) -> int:
+    """Cancel a job; returns one of the constants above."""
+    if model is None:
+        record = store.get(job_id)
+        if record is None:
+            return NOT_FOUND
+        model = record["model"]
+    keys = [job_key(job_id), events_key(job_id), queue_key(model), DEADLINES]
+    result = int(store.redis.eval(_CANCEL, len(keys), *keys, time.time(), store.retention, job_id))
     if result == CANCELLED_RUNNING:
         store.redis.publish(CHANNEL, job_id)
     return result
@@ -80,7 +90,8 @@ class CancelListener:
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    job_id = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    data = message["data"]
+                    job_id = data.decode() if isinstance(data, bytes) else data
                     with self._lock:
                         requests = self.running.get(job_id)
                     if requests:

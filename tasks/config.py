@@ -33,6 +33,15 @@ def defaults() -> dict[str, Any]:
         "JOB_RETENTION_SECONDS": 24 * 3600,
         # Above the longest generation, or Redis redelivers running jobs.
         "VISIBILITY_TIMEOUT": 4 * 3600,
+        # A worker renews the leases of the jobs it holds this often; a lease
+        # not renewed for LEASE_TIMEOUT_SECONDS means the worker died, and the
+        # reconciler (every RECONCILE_SECONDS) puts its jobs back in the queue.
+        "LEASE_RENEW_SECONDS": 2.0,
+        "LEASE_TIMEOUT_SECONDS": 30.0,
+        "RECONCILE_SECONDS": 5.0,
+        # Batch submitters: longest long-poll, and the default/maximum list page.
+        "MAX_POLL_WAIT_SECONDS": 60.0,
+        "MAX_LIST_LIMIT": 100,
     }
 
 

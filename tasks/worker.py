@@ -14,12 +14,17 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 from celery import signals
 
+from tasks import runner
+from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
 from tasks.config import load_config
 from tasks.heartbeat import Heartbeat
+from tasks.jobstore import JobStore
+from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
 
 log = logging.getLogger("inferq.worker")
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     celery = create_celery(config)
-    state: dict[str, Heartbeat] = {}
+    state: dict[str, Any] = {}
 
     @signals.worker_init.connect(weak=False)
     def _start_engine(**_: object) -> None:
@@ -51,8 +56,17 @@ def main(argv: list[str] | None = None) -> int:
 
         runtime.start(spec)
 
+    store = JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
+    keeper = LeaseKeeper(store, interval=config["LEASE_RENEW_SECONDS"])
+    runner.lease_keeper = keeper
+
+    @signals.task_received.connect(weak=False)
+    def _hold(request: object = None, **_: object) -> None:
+        # From the moment a message is reserved, this worker answers for it.
+        keeper.hold(request.id)
+
     @signals.worker_ready.connect(weak=False)
-    def _start_heartbeat(**_: object) -> None:
+    def _start_background(**_: object) -> None:
         from workers import runtime
 
         engine = runtime.current()
@@ -62,23 +76,20 @@ def main(argv: list[str] | None = None) -> int:
             name,
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
-        beat.start()
-        state["heartbeat"] = beat
-        from tasks import inference
-        from tasks.cancellation import CancelListener
-        from tasks.jobstore import JobStore
-
-        store = JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
         listener = CancelListener(store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
-        listener.start()
-        inference.cancel_listener = listener
+        reconciler = Reconciler(store, celery, config["LEASE_TIMEOUT_SECONDS"], config["RECONCILE_SECONDS"])
+        runner.cancel_listener = listener
+        for part in (beat, listener, keeper, reconciler):
+            part.start()
+        state.update(heartbeat=beat, listener=listener, reconciler=reconciler)
 
     @signals.worker_shutdown.connect(weak=False)
     def _stop(**_: object) -> None:
         from workers import runtime
 
-        if "heartbeat" in state:
-            state["heartbeat"].stop()
+        keeper.stop()
+        for part in state.values():
+            part.stop()
         runtime.stop()
 
     celery.worker_main(

@@ -1,0 +1,106 @@
+"""Nothing accepted is ever lost: put back the jobs a dead worker held, expire overdue ones.
+
+A worker holds a lease on every job it has received (reserved or running)
+and renews them every couple of seconds. If it dies (SIGKILL, OOM, host
+gone), its leases go stale; the reconciler, which runs in every worker and
+takes turns through a Redis lock, marks those jobs queued again and re-sends
+their messages. The broker's own redelivery (after the visibility timeout)
+may later deliver the old message too: the job record's compare-and-set
+start makes that a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from celery import Celery
+
+from tasks.dispatch import dispatch
+from tasks.jobstore import PREFIX, JobStore
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = f"{PREFIX}:reconciler:lock"
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs this worker process holds."""
+
+    def __init__(self, store: JobStore, interval: float) -> None:
+        self.store, self.interval = store, interval
+        self.held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def hold(self, job_id: str) -> None:
+        with self._lock:
+            self.held.add(job_id)
+        self.store.renew_leases([job_id])
+
+    def release(self, job_id: str) -> None:
+        with self._lock:
+            self.held.discard(job_id)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="inferq-leases", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                held = list(self.held)
+            try:
+                self.store.renew_leases(held)
+            except Exception:  # noqa: BLE001 - Redis restarting: the next round renews
+                log.warning("lease renewal failed", exc_info=True)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: JobStore,
+        celery: Celery,
+        lease_timeout: float,
+        interval: float,
+        on_requeue: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store, self.celery = store, celery
+        self.lease_timeout, self.interval = lease_timeout, interval
+        self.on_requeue = on_requeue
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="inferq-reconciler", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - keep reconciling after a Redis hiccup
+                log.warning("reconciler round failed", exc_info=True)
+
+    def run_once(self) -> tuple[int, int]:
+        """One round, if no other worker is running one: (re-queued, expired)."""
+        if not self.store.redis.set(LOCK_KEY, "1", nx=True, px=int(self.interval * 1000)):
+            return 0, 0
+        requeued = expired = 0
+        for job_id in self.store.stale_leases(self.lease_timeout):
+            record = self.store.requeue(job_id)
+            if record is not None:
+                log.warning("job %s was held by a worker that stopped renewing it; re-queued", job_id)
+                dispatch(self.celery, job_id, record["request"], record.get("priority", 5))
+                requeued += 1
+        for job_id in self.store.overdue():
+            record = self.store.get(job_id)
+            if record is None or record["status"] != "queued":
+                self.store.redis.zrem(f"{PREFIX}:deadlines", job_id)
+            elif self.store.end_queued(job_id, record["model"], "expired"):
+                expired += 1
+        return requeued, expired
