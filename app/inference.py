@@ -19,8 +19,8 @@ from app.tokenizers import ModelTokenizer, TemplateError
 from workers.models import ModelSpec
 
 
-def resolve_model(name: str | None, path_model: str | None = None, kind: str = "generate") -> ModelSpec:
-    """The model named in the path wins over the body's `model`."""
+def resolve_model(name: str | None, path_model: str | None = None, kind: str | None = "generate") -> ModelSpec:
+    """The model named in the path wins over the body's `model`; `kind=None` accepts any kind."""
     model = path_model or name
     if not model:
         raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
@@ -28,7 +28,7 @@ def resolve_model(name: str | None, path_model: str | None = None, kind: str = "
     spec = specs.get(model)
     if spec is None or not model_allowed(model):  # a key's allow-list hides the other models
         raise ModelNotFound(model)
-    if spec.kind != kind:
+    if kind is not None and spec.kind != kind:
         what = "chat and text completions" if kind == "generate" else "embeddings"
         raise InvalidRequest(f"The model `{model}` does not serve {what}.", param="model", code="model_not_supported")
     return spec
@@ -54,7 +54,12 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, 
     return max_tokens if max_tokens is not None else limit - prompt_tokens
 
 
-def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+def chat_prompt(spec: ModelSpec, data: dict[str, Any]) -> list[int]:
+    """The token ids the engine will see for `data["messages"]`.
+
+    Shared by chat completions and the token counter, so a counted conversation
+    and the `prompt_tokens` its completion reports are equal by construction.
+    """
     messages = [
         {"role": m["role"], "content": m["content"], **({"name": m["name"]} if "name" in m else {})}
         for m in data["messages"]
@@ -66,11 +71,22 @@ def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
             code="system_message_not_supported",
         )
     try:
-        prompt = tokenizer(spec).encode_chat(messages, data.get("add_generation_prompt", True))
+        return tokenizer(spec).encode_chat(messages, data.get("add_generation_prompt", True))
     except TemplateError as exc:
         raise InvalidRequest(
             f"The conversation does not fit the model's chat template: {exc}", param="messages"
         ) from exc
+
+
+def count_tokens(spec: ModelSpec, data: dict[str, Any]) -> int:
+    """Tokens in `prompt` or `messages`, counted as the completion endpoints count them."""
+    if data.get("messages") is not None:
+        return len(chat_prompt(spec, data))
+    return len(tokenizer(spec).encode(data["prompt"]))
+
+
+def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+    prompt = chat_prompt(spec, data)
     params = sampling_params(data)
     max_tokens = data.get("max_completion_tokens") or params["max_tokens"]
     params["max_tokens"] = _check_context(spec, len(prompt), max_tokens, "messages")
@@ -123,4 +139,35 @@ def completion_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
         "logprobs": data.get("logprobs"),
         "stream": data.get("stream", False),
         "include_usage": bool((data.get("stream_options") or {}).get("include_usage")),
+    }
+
+
+def embedding_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+    """Tokenise every input and refuse, by index, any that the model cannot take."""
+    tok = tokenizer(spec)
+    vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
+    limit = spec.max_model_len
+    prompts = []
+    for index, item in enumerate(data["input"]):
+        param = f"input[{index}]"
+        if isinstance(item, str):
+            ids = tok.encode(item)
+        elif any(token < 0 or token >= vocab for token in item):
+            raise InvalidRequest(f"{param} holds a token id outside the vocabulary (size {vocab}).", param=param)
+        else:
+            ids = list(item)
+        if len(ids) > limit:
+            raise InvalidRequest(
+                f"This model's maximum context length is {limit} tokens. However, {param} has {len(ids)} tokens. "
+                f"Please reduce the length of the input.",
+                param=param,
+                code="context_length_exceeded",
+            )
+        prompts.append(ids)
+    return {
+        "endpoint": "embedding",
+        "model": spec.id,
+        "created": int(time.time()),
+        "prompts": prompts,
+        "encoding_format": data.get("encoding_format", "float"),
     }

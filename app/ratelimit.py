@@ -27,6 +27,7 @@ from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
 from app.auth import current_key, is_public
 from app.errors import APIError
+from tasks.redis_client import MAX_CONNECTIONS
 from tasks.usage import tokens_last_minute
 
 STRATEGY = "moving-window"
@@ -77,6 +78,8 @@ def init_app(app: Flask) -> Limiter:
         key_func=_key_id,
         application_limits=[_requests_per_minute],
         storage_uri=settings["REDIS_URL"],
+        # As many connections as the API itself may hold (see tasks.redis_client).
+        storage_options={"max_connections": MAX_CONNECTIONS},
         strategy=STRATEGY,
         headers_enabled=True,
         # Flask-Limiter would stamp Retry-After (the window reset) on every

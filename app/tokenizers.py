@@ -72,6 +72,10 @@ class ModelTokenizer:
         if tokenizer_file is None:
             raise FileNotFoundError(f"{source}: no tokenizer.json")
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        # Some tokenizer.json files (MiniLM's) pin truncation and padding to 128;
+        # transformers ignores them unless asked, and so must a count.
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
         config_file = _resolve_file(source, "tokenizer_config.json")
         config = json.loads(config_file.read_text()) if config_file else {}
         template_file = _resolve_file(source, "chat_template.jinja")

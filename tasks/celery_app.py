@@ -22,7 +22,7 @@ DEFAULT_PRIORITY = 5
 
 def create_celery(config: dict[str, Any] | None = None) -> Celery:
     config = config if config is not None and "MODELS" in config else load_config(config)
-    app = Celery("inferq", broker=config["REDIS_URL"], include=["tasks.inference"])
+    app = Celery("inferq", broker=config["REDIS_URL"], include=["tasks.inference", "tasks.embeddings"])
     transport = {
         "visibility_timeout": config["VISIBILITY_TIMEOUT"],
         "priority_steps": PRIORITY_STEPS,

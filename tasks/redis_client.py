@@ -6,6 +6,11 @@ import threading
 
 import redis
 
+#: Every waiting synchronous request holds one connection in a blocking XREAD, and a
+#: gevent worker holds up to 2000 of them (gunicorn.conf.py): redis-py's default cap
+#: of 100 answered the 101st concurrent request with a 500.
+MAX_CONNECTIONS = 10_000
+
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
 
@@ -22,5 +27,6 @@ def redis_client(url: str) -> redis.Redis:
                     socket_keepalive=True,
                     socket_connect_timeout=5,
                     socket_timeout=60,  # above the longest blocking XREAD (jobs.BLOCK_MS)
+                    max_connections=MAX_CONNECTIONS,
                 )
     return client

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.harness import ApiServer, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
+from tests.harness import EMBED_MODEL, ApiServer, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,14 @@ def service_env(redis_server, models_file):
 @pytest.fixture(scope="session")
 def worker(service_env):
     process = WorkerProcess(service_env).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def embedding_worker(service_env):
+    """A worker pinned to the embedding model; request it beside `client` or `api_server`."""
+    process = WorkerProcess(service_env, model=EMBED_MODEL).start()
     yield process
     process.stop()
 

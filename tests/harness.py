@@ -24,6 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("INFERQ_TEST_ARTIFACTS", REPO / "test-artifacts"))
 CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
 GHOST_MODEL = "ghost-model"  # configured, but no worker ever serves it
 
 

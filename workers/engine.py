@@ -85,6 +85,13 @@ def convert_completion(completion: Any) -> dict[str, Any]:
     }
 
 
+def _embedding_params() -> Any:
+    """PoolingParams for a sentence embedding: the model's own pooler and normalisation."""
+    from vllm import PoolingParams
+
+    return PoolingParams(task="embed")
+
+
 def engine_args(spec: ModelSpec) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
@@ -234,6 +241,44 @@ class Engine:
             if isinstance(failure, asyncio.CancelledError):
                 return
             raise failure
+
+    def embed(self, request_id: str, prompts: list[list[int]]) -> list[list[float]]:
+        """Pool every input of one request at once and return one vector per input.
+
+        Each input is its own engine request, submitted concurrently, so the
+        inputs of this job and of every other running job share the engine's
+        batches (one request of 256 inputs and 256 requests of one input cost
+        the same engine steps).
+        """
+        from vllm.exceptions import VLLMClientError
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        llm = self._llm
+        if llm is None:
+            raise EngineDead("engine is not running")
+        params = _embedding_params()
+        ids = self.request_ids(request_id, len(prompts))
+
+        async def pool(index: int) -> list[float]:
+            final = None
+            async for output in llm.encode({"prompt_token_ids": prompts[index]}, params, ids[index]):
+                final = output
+            if final is None or final.outputs.data.numel() == 0:
+                return []  # aborted (the job was cancelled): no vector
+            return final.outputs.data.float().tolist()
+
+        async def pool_all() -> list[Any]:
+            return await asyncio.gather(*(pool(i) for i in range(len(prompts))), return_exceptions=True)
+
+        results = self._call(pool_all())
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None:
+            return results
+        if isinstance(failure, EngineDeadError) or not self.healthy:
+            raise EngineDead(str(failure)) from failure
+        if isinstance(failure, (ValueError, TypeError, VLLMClientError)):
+            raise RequestRejected(str(failure)) from failure
+        raise failure
 
     def abort(self, request_ids: list[str] | str) -> None:
         llm = self._llm

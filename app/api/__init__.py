@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import chat, completions, models, usage
+    from app.api import chat, completions, embeddings, models, usage, utils
 
-    for module in (chat, completions, models, usage):
+    for module in (chat, completions, embeddings, models, usage, utils):
         app.register_blueprint(module.blueprint)
