@@ -25,12 +25,26 @@ log = logging.getLogger(__name__)
 LOCK_KEY = f"{PREFIX}:reconciler:lock"
 
 
-class LeaseKeeper:
-    """Renews the leases of the jobs this worker process holds."""
+def celery_held_ids() -> set[str]:
+    """The task ids Celery itself still holds in this process (reserved or running).
 
-    def __init__(self, store: JobStore, interval: float) -> None:
+    When the broker connection drops, Celery forgets the messages it had
+    reserved but not started (their delivery tags died with the channel) and
+    no task signal fires for them; only its own state says so.
+    """
+    from celery.worker import state
+
+    return {r.id for r in tuple(state.reserved_requests)} | {r.id for r in tuple(state.active_requests)}
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs this worker process holds, and only those."""
+
+    def __init__(self, store: JobStore, interval: float, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
         self.store, self.interval = store, interval
         self.held: set[str] = set()
+        self.held_ids = held_ids
+        self._missing: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -49,12 +63,22 @@ class LeaseKeeper:
     def stop(self) -> None:
         self._stop.set()
 
+    def _current(self) -> list[str]:
+        """Held jobs Celery still knows; a job missing twice in a row is let go (the reconciler re-queues it)."""
+        known = self.held_ids()
+        with self._lock:
+            missing = self.held - known
+            dropped = missing & self._missing
+            self.held -= dropped
+            self._missing = missing - dropped
+            if dropped:
+                log.warning("celery dropped %d reserved job(s); letting their leases lapse", len(dropped))
+            return list(self.held)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            with self._lock:
-                held = list(self.held)
             try:
-                self.store.renew_leases(held)
+                self.store.renew_leases(self._current())
             except Exception:  # noqa: BLE001 - Redis restarting: the next round renews
                 log.warning("lease renewal failed", exc_info=True)
 

@@ -1,0 +1,158 @@
+"""A crash anywhere loses no accepted job: a SIGKILLed worker, a dead engine core, a Redis restart.
+
+These tests run their own redis-server and workers (they kill them), with a
+short lease timeout so the reconciler notices a dead worker within seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from tasks.jobstore import TERMINAL, events_key
+from tests.harness import CHAT_MODEL, RedisServer, ServiceEnv, WorkerProcess, write_models_file
+
+LEASE = {"INFERQ_LEASE_TIMEOUT_SECONDS": "6", "INFERQ_RECONCILE_SECONDS": "2", "INFERQ_LEASE_RENEW_SECONDS": "1"}
+
+
+def job_body(i: int, tokens: int = 8) -> dict:
+    return {
+        "model": CHAT_MODEL,
+        "messages": [{"role": "user", "content": f"Count to {i % 10 + 3}."}],
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "seed": i,
+    }
+
+
+@pytest.fixture(scope="module")
+def crash_stack(session_dir):
+    from app import create_app
+    from tasks.config import load_config
+    from tasks.keys import KeyStore
+    from tests.conftest import keyed_client_class
+
+    directory = session_dir / "crash"
+    directory.mkdir()
+    redis_server = RedisServer(directory / "redis").start()
+    models_file = write_models_file(directory)
+    env = ServiceEnv(redis_server.url, models_file, **LEASE)
+    key, _ = KeyStore(redis_server.client()).create(name="crash-tests", rpm=1_000_000)
+    app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
+    app.test_client_class = keyed_client_class(key)
+    workers: list[WorkerProcess] = []
+
+    def start_worker(name: str, alone: bool = False) -> WorkerProcess:
+        if alone:  # two cores: never keep more engines than a test needs
+            for old in workers:
+                old.stop()
+        worker = WorkerProcess(env, log_name=f"crash-{name}.log").start()
+        workers.append(worker)
+        return worker
+
+    yield app, redis_server, start_worker
+    for worker in workers:
+        worker.kill()
+    redis_server.stop()
+
+
+def submit_all(client, count: int, tokens: int = 8) -> list[str]:
+    ids = []
+    for i in range(count):
+        response = client.post("/queue/chat/completions", json=job_body(i, tokens))
+        assert response.status_code == 202, response.get_data(as_text=True)
+        ids.append(response.get_json()["id"])
+    return ids
+
+
+def statuses(store, ids):
+    pipe = store.redis.pipeline()
+    for job_id in ids:
+        pipe.hget(f"inferq:job:{job_id}", "status")
+    return [s.decode() if s else None for s in pipe.execute()]
+
+
+def wait_all_terminal(store, ids, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = statuses(store, ids)
+        if all(s in TERMINAL for s in current):
+            return current
+        time.sleep(1)
+    raise AssertionError(f"not all jobs ended: {sum(s not in TERMINAL for s in current)} still open")
+
+
+def assert_exactly_one_result_each(store, ids):
+    for job_id in ids:
+        record = store.get(job_id)
+        assert record["status"] == "completed", record
+        assert record["result"]["usage"]["completion_tokens"] == record["request"]["params"]["max_tokens"]
+        ends = [e for _, e in store.redis.xrange(events_key(job_id)) if e[b"type"] == b"end"]
+        assert len(ends) == 1, f"{job_id} ended {len(ends)} times"
+
+
+def test_500_jobs_survive_a_sigkilled_worker(crash_stack):
+    app, _redis, start_worker = crash_stack
+    store = app.extensions["inferq.jobstore"]
+    first = start_worker("first", alone=True)
+    ids = submit_all(app.test_client(), 500)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        current = statuses(store, ids)
+        if current.count("completed") >= 20 and current.count("in_progress") >= 10:
+            break
+        time.sleep(0.2)
+    first.kill(signal.SIGKILL)
+    at_kill = statuses(store, ids)
+    assert at_kill.count("in_progress") >= 10, "the kill should catch jobs mid-run"
+    start_worker("second")
+    final = wait_all_terminal(store, ids, timeout=600)
+    assert final == ["completed"] * 500
+    assert_exactly_one_result_each(store, ids)
+    rerun = [job_id for job_id in ids if store.get(job_id)["attempts"] > 1]
+    assert rerun, "the jobs the dead worker held should have been re-queued and run again"
+
+
+def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
+    app, redis_server, start_worker = crash_stack
+    store = app.extensions["inferq.jobstore"]
+    worker = start_worker("engine", alone=True)
+    ids = submit_all(app.test_client(), 64, tokens=48)
+    deadline = time.monotonic() + 120
+    while statuses(store, ids).count("in_progress") < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    cores = [
+        p
+        for p in psutil.Process(worker.process.pid).children(recursive=True)
+        if "EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name()
+    ]
+    assert cores, "no engine core process found"
+    for core in cores:
+        core.kill()
+    final = wait_all_terminal(store, ids, timeout=600)
+    assert final == ["completed"] * 64
+    assert_exactly_one_result_each(store, ids)
+    from tasks.heartbeat import worker_loads
+
+    loads = worker_loads(redis_server.client(), CHAT_MODEL)
+    assert any(load["restarts"] >= 1 for load in loads.values())
+
+
+def test_jobs_survive_a_redis_restart(crash_stack):
+    app, redis_server, start_worker = crash_stack
+    store = app.extensions["inferq.jobstore"]
+    start_worker("redis", alone=True)
+    ids = submit_all(app.test_client(), 100, tokens=16)
+    deadline = time.monotonic() + 120
+    while statuses(store, ids).count("in_progress") < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    redis_server.stop()  # SIGTERM: Redis writes its append-only file and exits
+    time.sleep(2)
+    redis_server.start()
+    final = wait_all_terminal(store, ids, timeout=600)
+    assert final == ["completed"] * 100
+    assert_exactly_one_result_each(store, ids)
