@@ -39,5 +39,6 @@ def run_generation(spec: ModelSpec, job_request: dict[str, Any]) -> Response:
     if stream:
         from app.streaming import sse_response
 
-        return sse_response(job_id, job_request, abort_on_disconnect=True)
+        timeout = jobs.config()["SYNC_TIMEOUT_SECONDS"]
+        return sse_response(job_id, job_request, abort_on_disconnect=True, timeout=timeout)
     return jsonify(jobs.wait_result(job_id, jobs.config()["SYNC_TIMEOUT_SECONDS"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -16,6 +18,7 @@ from app.streaming import sse_response
 from tasks.cancellation import ALREADY_ENDED, request_cancel
 
 blueprint = Blueprint("queue", __name__, url_prefix="/queue")
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 chat_schema = QueueChatRequestSchema()
 completion_schema = QueueCompletionRequestSchema()
 list_query = JobListQuerySchema()
@@ -94,6 +97,8 @@ def cancel_job(job_id: str):
 def stream_job(job_id: str):
     record = owned_job(job_id, owner())
     last_event_id = request.headers.get("Last-Event-ID", "0-0")
+    if not EVENT_ID.fullmatch(last_event_id):
+        raise InvalidRequest("Last-Event-ID must be an event id this stream sent.", param="Last-Event-ID")
     return sse_response(
         job_id,
         record["request"],
