@@ -15,28 +15,13 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 
-import requests
-from common import API_KEY_ENV, Run, concurrent, sequential, table  # noqa: I001 - bench/ is on sys.path
+from common import Run, concurrent, sequential, table  # bench/ is on sys.path
+from stacks import inferq_stack, vllm_serve
 
-from tasks.config import load_config
-from tasks.keys import KeyStore
-from tests.harness import (
-    ARTIFACTS,
-    CHAT_MODEL,
-    ApiServer,
-    RedisServer,
-    ServiceEnv,
-    WorkerProcess,
-    free_port,
-    temp_dir,
-    wait_until,
-    write_models_file,
-)
+from tests.harness import CHAT_MODEL
 
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 
@@ -54,60 +39,13 @@ def measure(url: str, model: str, requests_: int, tokens: int, single: int) -> d
 
 
 def run_inferq(args) -> dict[str, Run]:
-    directory = temp_dir("inferq-bench-")
-    redis_server = RedisServer(directory / "redis").start()
-    env = ServiceEnv(redis_server.url, write_models_file(directory))
-    os.environ[API_KEY_ENV], _record = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
-    worker = WorkerProcess(env, log_name="bench-worker.log").start()
-    api = ApiServer(env, workers=args.api_workers).start()
-    try:
-        return measure(api.url, CHAT_MODEL, args.requests, args.tokens, args.single)
-    finally:
-        api.stop()
-        worker.stop()
-        redis_server.stop()
+    with inferq_stack(api_workers=args.api_workers) as stack:
+        return measure(stack.url, CHAT_MODEL, args.requests, args.tokens, args.single)
 
 
 def run_vllm_serve(args) -> dict[str, Run]:
-    spec = load_config()["MODELS"][CHAT_MODEL]
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        spec.local_path,
-        "--served-model-name",
-        CHAT_MODEL,
-        "--dtype",
-        spec.dtype,
-        "--max-model-len",
-        str(spec.max_model_len),
-        "--max-num-seqs",
-        str(spec.max_concurrency),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--disable-log-stats",
-        "--seed",
-        "0",
-    ]
-    if spec.engine.get("enforce_eager"):
-        command.append("--enforce-eager")
-    if spec.engine.get("enable_chunked_prefill") is False:
-        command.append("--no-enable-chunked-prefill")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "bench-vllm-serve.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(url + "/health", timeout=2).ok, 600, "vllm serve", process=process)
+    with vllm_serve() as url:
         return measure(url, CHAT_MODEL, args.requests, args.tokens, args.single)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
 
 
 def report(ours: dict[str, Run], theirs: dict[str, Run], args) -> str:

@@ -1,0 +1,94 @@
+"""The two systems the benchmarks compare, started the same way every time.
+
+`inferq_stack` runs the real thing (redis-server, one model worker, gunicorn)
+on loopback; `vllm_serve` runs vLLM's own OpenAI server on the same model with
+the same engine settings from config/models.yaml. Never both at once: the
+machine has two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import common  # noqa: F401 - puts the repository on sys.path
+import requests
+from common import API_KEY_ENV
+
+from tasks.config import load_config
+from tasks.keys import KeyStore
+from tests.harness import (
+    ARTIFACTS,
+    CHAT_MODEL,
+    ApiServer,
+    RedisServer,
+    ServiceEnv,
+    WorkerProcess,
+    free_port,
+    temp_dir,
+    wait_until,
+    write_models_file,
+)
+
+
+@dataclass
+class InferqStack:
+    url: str
+    redis: RedisServer
+    api: ApiServer
+    worker: WorkerProcess | None
+
+
+@contextmanager
+def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> Iterator[InferqStack]:
+    directory = temp_dir("inferq-bench-")
+    redis_server = RedisServer(directory / "redis").start()
+    service_env = ServiceEnv(redis_server.url, write_models_file(directory), **env)
+    os.environ[API_KEY_ENV], _ = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
+    worker = WorkerProcess(service_env, log_name="bench-worker.log").start() if with_worker else None
+    api = ApiServer(service_env, workers=api_workers).start()
+    try:
+        yield InferqStack(api.url, redis_server, api, worker)
+    finally:
+        api.stop()
+        if worker is not None:
+            worker.stop()
+        redis_server.stop()
+
+
+def vllm_serve_command(port: int) -> list[str]:
+    spec = load_config()["MODELS"][CHAT_MODEL]
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.local_path,
+        "--served-model-name", CHAT_MODEL, "--dtype", spec.dtype, "--max-model-len", str(spec.max_model_len),
+        "--max-num-seqs", str(spec.max_concurrency), "--host", "127.0.0.1", "--port", str(port),
+        "--disable-log-stats", "--seed", "0",
+    ]  # fmt: skip
+    if spec.engine.get("enforce_eager"):
+        command.append("--enforce-eager")
+    if spec.engine.get("enable_chunked_prefill") is False:
+        command.append("--no-enable-chunked-prefill")
+    return command
+
+
+@contextmanager
+def vllm_serve() -> Iterator[str]:
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "bench-vllm-serve.log", "wb")  # noqa: SIM115 - the server's whole life
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    process = subprocess.Popen(
+        vllm_serve_command(port), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(url + "/health", timeout=2).ok, 600, "vllm serve", process=process)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
