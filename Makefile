@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install redis models run test test-unit lint bench clean
+.PHONY: install redis browser models run test test-unit lint bench clean
 
 install: $(STAMP)
 
@@ -28,14 +28,21 @@ redis:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
+# Debian's Chromium, driven headless by the Flower browser test (tests/integration/test_flower.py).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
 models: install
 	HF_HUB_OFFLINE=1 $(PY) -m workers.prepare
 
+# honcho runs the Procfile with the venv first on PATH; Ctrl-C stops every process.
 run: install redis models
 	mkdir -p var/redis
-	$(VENV)/bin/honcho start
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
-test: install redis models
+test: install redis browser models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -44,8 +51,13 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Each prints its figures and ratios; the README quotes the latest run.
 bench: install redis models
 	$(PY) bench/bench_chat.py
+	$(PY) bench/bench_streaming.py
+	$(PY) bench/bench_queue.py
+	$(PY) bench/bench_embeddings.py
+	$(PY) bench/bench_token_counter.py
 
 clean:
 	rm -rf var test-artifacts .pytest_cache
