@@ -8,6 +8,9 @@ worker would need a thread per waiting client.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("INFERQ_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -19,3 +22,30 @@ keepalive = 30
 accesslog = None  # off by default: nothing logs prompts or keys
 errorlog = "-"
 loglevel = os.environ.get("INFERQ_LOG_LEVEL", "info").lower()
+
+# Prometheus (app.metrics): each gunicorn worker counts its own requests in
+# files under PROMETHEUS_MULTIPROC_DIR, and a scrape of any worker sums them
+# all. The directory must start empty, so unless the operator names one, each
+# server gets a fresh one (removed on exit). Set here, before any worker
+# imports prometheus_client, which picks its mode at import time.
+_PROMETHEUS_OWN_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _PROMETHEUS_OWN_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="inferq-prometheus-")
+
+
+def on_starting(server):
+    """Start from zero: files left by an earlier server would be summed in."""
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges must not be reported any more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _PROMETHEUS_OWN_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API. `config` overrides the defaults and INFERQ_* variables."""
-    from app import auth, ratelimit
+    from app import auth, metrics, openapi, ratelimit
     from app.api import register_blueprints
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
@@ -30,6 +30,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)  # first: the rate limiter counts against the key it finds
     ratelimit.init_app(app)
     register_blueprints(app)
+    metrics.init_app(app)
+    openapi.init_app(app)
 
     @app.get("/health")
     def health():

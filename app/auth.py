@@ -17,7 +17,8 @@ from app.errors import APIError
 from tasks.keys import KeyStore, allows_model
 from tasks.redis_client import redis_client
 
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json"})
+# /metrics checks its own access (loopback or METRICS_TOKEN, see app.metrics).
+PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/metrics"})
 PUBLIC_PREFIXES = ("/docs",)
 
 

@@ -42,6 +42,9 @@ def defaults() -> dict[str, Any]:
         # Batch submitters: longest long-poll, and the default/maximum list page.
         "MAX_POLL_WAIT_SECONDS": 60.0,
         "MAX_LIST_LIMIT": 100,
+        # Bearer token that unlocks `/metrics` from other hosts; without one,
+        # only loopback clients (not behind a proxy) may scrape (app.metrics).
+        "METRICS_TOKEN": "",
     }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from tasks import stats
 from tasks import usage as usage_log
 
 PREFIX = "inferq"
@@ -220,6 +221,7 @@ class JobStore:
         if listed:
             pipe.zadd(owner_key(owner), {job_id: now})
         pipe.set(tombstone_key(job_id), owner, ex=self.retention + TOMBSTONE_EXTRA)
+        stats.count_submitted(pipe, model)
         pipe.execute()
         record["request"] = request
         if expires_in is not None:
@@ -265,7 +267,10 @@ class JobStore:
     def end_queued(self, job_id: str, model: str, status: str) -> bool:
         """Cancel or expire a job that has not started; wakes its waiters."""
         keys = [job_key(job_id), events_key(job_id), queue_key(model), DEADLINES]
-        return bool(self._end_queued(keys=keys, args=[time.time(), self.retention, job_id, status]))
+        ended = bool(self._end_queued(keys=keys, args=[time.time(), self.retention, job_id, status]))
+        if ended:
+            stats.count_ended(self.redis, model, status)
+        return ended
 
     # -- written by the worker -----------------------------------------------
     def start(self, job_id: str, model: str) -> int | None:
@@ -315,6 +320,9 @@ class JobStore:
             # Billed before the end event wakes the client, and once per job (tasks.usage).
             usage_log.record(self.redis, job_key(job_id), usage, now)
         written = bool(self._finish(keys=keys, args=[attempt, now, self.retention, _dumps(fields), job_id]))
+        if written:  # a job cancelled while it ran stays cancelled: count the status it ended in
+            ended_model, ended_status = (_text(v) for v in self.redis.hmget(job_key(job_id), "model", "status"))
+            stats.count_ended(self.redis, ended_model, ended_status, usage)
         if written and status == "completed":
             model = _text(self.redis.hget(job_key(job_id), "model"))
             pipe = self.redis.pipeline(transaction=False)

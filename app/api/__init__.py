@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.api import chat, completions, embeddings, models, queue, usage, utils
+    from app.api import chat, completions, embeddings, health, models, queue, usage, utils
 
-    for module in (chat, completions, embeddings, models, queue, usage, utils):
+    for module in (chat, completions, embeddings, health, models, queue, usage, utils):
         app.register_blueprint(module.blueprint)

@@ -8,6 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.schemas.fields import MessageContent
 from app.schemas.sampling import SamplingSchema
+from app.schemas.usage import TokenUsageSchema
 
 ROLES = ("system", "developer", "user", "assistant")
 
@@ -34,3 +35,27 @@ class ChatCompletionRequestSchema(SamplingSchema):
             raise ValidationError("top_logprobs requires logprobs to be true", "top_logprobs")
         if data.get("max_completion_tokens") is not None and data.get("max_tokens") is not None:
             raise ValidationError("set max_tokens or max_completion_tokens, not both", "max_completion_tokens")
+
+
+class ChatMessageSchema(Schema):
+    role = fields.Constant("assistant")
+    content = fields.String(allow_none=True)
+
+
+class ChatChoiceSchema(Schema):
+    index = fields.Integer()
+    message = fields.Nested(ChatMessageSchema)
+    logprobs = fields.Dict(allow_none=True)
+    finish_reason = fields.String(allow_none=True, validate=validate.OneOf(("stop", "length")))
+
+
+class ChatCompletionSchema(Schema):
+    """The `chat.completion` response (with `stream: true`, `chat.completion.chunk` events over SSE instead)."""
+
+    id = fields.String()
+    object = fields.Constant("chat.completion")
+    created = fields.Integer()
+    model = fields.String()
+    choices = fields.List(fields.Nested(ChatChoiceSchema))
+    usage = fields.Nested(TokenUsageSchema)
+    system_fingerprint = fields.String(allow_none=True)

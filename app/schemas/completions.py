@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
 from app.schemas.fields import Prompt
 from app.schemas.sampling import SamplingSchema
+from app.schemas.usage import TokenUsageSchema
 
 
 class CompletionRequestSchema(SamplingSchema):
@@ -14,3 +15,22 @@ class CompletionRequestSchema(SamplingSchema):
     logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))
     echo = fields.Boolean(load_default=False)
     suffix = fields.String(allow_none=True, validate=validate.Length(max=0, error="suffix is not supported"))
+
+
+class CompletionChoiceSchema(Schema):
+    index = fields.Integer()
+    text = fields.String()
+    logprobs = fields.Dict(allow_none=True)
+    finish_reason = fields.String(allow_none=True, validate=validate.OneOf(("stop", "length")))
+
+
+class CompletionSchema(Schema):
+    """The `text_completion` response (with `stream: true`, `text_completion` events over SSE instead)."""
+
+    id = fields.String()
+    object = fields.Constant("text_completion")
+    created = fields.Integer()
+    model = fields.String()
+    choices = fields.List(fields.Nested(CompletionChoiceSchema))
+    usage = fields.Nested(TokenUsageSchema)
+    system_fingerprint = fields.String(allow_none=True)

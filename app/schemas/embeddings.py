@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from app.schemas.usage import TokenUsageSchema
+
 #: OpenAI's limit on inputs per request.
 MAX_INPUTS = 2048
 
@@ -48,3 +50,18 @@ class EmbeddingRequestSchema(Schema):
         allow_none=True, validate=validate.Equal(None, error="dimensions is not supported by this model")
     )
     user = fields.String(allow_none=True)
+
+
+class EmbeddingSchema(Schema):
+    object = fields.Constant("embedding")
+    index = fields.Integer()
+    embedding = fields.Raw(metadata={"description": "Floats, or a base64 string (encoding_format=base64)."})
+
+
+class EmbeddingListSchema(Schema):
+    """The response of `POST /embeddings`."""
+
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(EmbeddingSchema))
+    model = fields.String()
+    usage = fields.Nested(TokenUsageSchema)

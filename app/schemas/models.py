@@ -23,3 +23,10 @@ class ModelSchema(Schema):
 
 def _pricing(spec: Any) -> dict[str, float]:
     return {"prompt_per_million": spec.price.prompt, "completion_per_million": spec.price.completion}
+
+
+class ModelListSchema(Schema):
+    """The response of `GET /models`."""
+
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(ModelSchema))

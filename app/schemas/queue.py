@@ -71,3 +71,13 @@ class JobListQuerySchema(Schema):
 
 class PollQuerySchema(Schema):
     wait = fields.Float(validate=validate.Range(min=0), load_default=0)
+
+
+class JobListSchema(Schema):
+    """The response of `GET /queue/jobs`: one page of the caller's jobs, newest first."""
+
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(JobSchema))
+    first_id = fields.String(allow_none=True)
+    last_id = fields.String(allow_none=True)
+    has_more = fields.Boolean()

@@ -26,3 +26,12 @@ class TokenCounterRequestSchema(Schema):
             raise ValidationError("provide either prompt or messages", "prompt")
         if data.get("prompt") is not None and data.get("messages") is not None:
             raise ValidationError("provide prompt or messages, not both", "messages")
+
+
+class TokenCounterSchema(Schema):
+    """The response of `POST /utils/token_counter`."""
+
+    total_tokens = fields.Integer()
+    request_model = fields.String()
+    model_used = fields.String()
+    tokenizer_type = fields.String()

@@ -51,3 +51,11 @@ class UsageSchema(Schema):
     currency = fields.Constant("usd")
     data = fields.List(fields.Nested(ModelUsageSchema))
     total = fields.Nested(ModelUsageSchema(exclude=("model",)))
+
+
+class TokenUsageSchema(Schema):
+    """The `usage` object of a completion or embedding response."""
+
+    prompt_tokens = fields.Integer()
+    completion_tokens = fields.Integer()
+    total_tokens = fields.Integer()

@@ -1,0 +1,39 @@
+"""`GET /health/ready`: can this API instance do its job right now?
+
+Ready means Redis answers: without it nothing works (no job can be written),
+so that is the only 503 - a load balancer should take this instance out of
+rotation. A model without a live worker does not make the instance
+not-ready: workers are shared by every API instance, so pulling instances
+out would not bring a worker back, and the instance still serves the model
+list, queue submissions (they wait for a worker) and polls. Each model's
+state is in the body (`ready`, `live_workers`) and `status` says `degraded`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from tasks.heartbeat import live_workers
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/health/ready")
+def ready():
+    config = current_app.extensions["inferq.config"]
+    client = current_app.extensions["inferq.jobstore"].redis
+    models: dict[str, dict] = {}
+    try:
+        client.ping()
+        for model in config["MODELS"]:
+            count = live_workers(client, model, config["WORKER_HEARTBEAT_TTL"])
+            models[model] = {"live_workers": count, "ready": count > 0}
+    except Exception:  # noqa: BLE001 - any Redis failure means not ready
+        body = {
+            "status": "unavailable",
+            "redis": False,
+            "models": {m: {"live_workers": None, "ready": False} for m in config["MODELS"]},
+        }
+        return jsonify(body), 503
+    status = "ready" if all(m["ready"] for m in models.values()) else "degraded"
+    return jsonify({"status": status, "redis": True, "models": models})

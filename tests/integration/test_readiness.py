@@ -1,0 +1,74 @@
+"""Readiness follows the workers: a model is ready while a live worker consumes its queue.
+
+Runs its own redis-server and worker (it stops both), like test_crash.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.harness import CHAT_MODEL, GHOST_MODEL, RedisServer, ServiceEnv, WorkerProcess, write_models_file
+
+
+@pytest.fixture(scope="module")
+def ready_stack(session_dir):
+    from app import create_app
+    from tasks.config import load_config
+    from tasks.keys import KeyStore
+    from tests.conftest import keyed_client_class
+
+    directory = session_dir / "readiness"
+    directory.mkdir()
+    redis_server = RedisServer(directory / "redis").start()
+    models_file = write_models_file(directory)
+    key, _ = KeyStore(redis_server.client()).create(name="readiness-tests", rpm=1_000_000)
+    app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
+    app.test_client_class = keyed_client_class(key)
+    worker = WorkerProcess(ServiceEnv(redis_server.url, models_file), log_name="readiness-worker.log")
+    yield app, redis_server, worker
+    worker.kill()
+    redis_server.stop()
+
+
+def available(client, model: str) -> bool | None:
+    return next(m["available"] for m in client.get("/v1/models").get_json()["data"] if m["id"] == model)
+
+
+@pytest.mark.engine
+def test_ready_follows_the_worker_and_redis(ready_stack):
+    app, redis_server, worker = ready_stack
+    client = app.test_client()
+
+    before = client.get("/health/ready", headers={"Authorization": ""})  # public: no key needed
+    assert before.status_code == 200
+    assert before.get_json()["models"][CHAT_MODEL] == {"live_workers": 0, "ready": False}
+    assert before.get_json()["status"] == "degraded"
+
+    worker.start()
+    body = client.get("/health/ready").get_json()
+    assert body["redis"] is True
+    assert body["models"][CHAT_MODEL] == {"live_workers": 1, "ready": True}
+    assert body["models"][GHOST_MODEL] == {"live_workers": 0, "ready": False}  # configured, never served
+    assert available(client, CHAT_MODEL) is True
+    assert available(client, GHOST_MODEL) is False
+
+    worker.stop()  # a clean stop removes the heartbeat at once
+    deadline = time.monotonic() + 20
+    while client.get("/health/ready").get_json()["models"][CHAT_MODEL]["ready"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after = client.get("/health/ready")
+    assert after.status_code == 200  # Redis answers: the instance stays in rotation, the model is marked
+    assert after.get_json()["models"][CHAT_MODEL] == {"live_workers": 0, "ready": False}
+    assert available(client, CHAT_MODEL) is False
+    refused = client.post(
+        "/v1/chat/completions", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert refused.status_code == 503
+
+    redis_server.stop()
+    down = client.get("/health/ready")
+    assert down.status_code == 503
+    assert down.get_json()["status"] == "unavailable"
+    assert client.get("/health", headers={"Authorization": ""}).status_code == 200  # alive, just not ready
