@@ -2,8 +2,6 @@
 
 import time
 
-import pytest
-
 from tests.harness import CHAT_MODEL, GHOST_MODEL
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -88,7 +86,6 @@ def test_no_live_worker_is_503_after_the_configured_wait(make_app, redis_server)
     assert 0.5 <= elapsed < 5
 
 
-@pytest.mark.parametrize("route", ["/v1/embeddings"])
-def test_embedding_model_refuses_completions(bare_client, route):
+def test_embedding_model_refuses_completions(bare_client):
     body = {"model": "all-minilm-l6-v2", "messages": MESSAGES}
     assert error_of(bare_client.post("/v1/chat/completions", json=body), 400)["param"] == "model"
