@@ -55,10 +55,13 @@ def submit(
     expires_in: float | None = None,
     listed: bool = False,
     task: str | None = None,
-) -> str:
-    """Record the job, then send its message; the record exists before any worker can see it."""
+) -> dict[str, Any]:
+    """Record the job, then send its message; the record exists before any worker can see it.
+
+    Returns the new record, with its queue `position` at submission.
+    """
     job_id = new_job_id()
-    store().create(
+    record = store().create(
         job_id=job_id,
         owner=owner,
         model=spec.id,
@@ -70,7 +73,7 @@ def submit(
         listed=listed,
     )
     dispatch(current_app.extensions["celery"], job_id, request, priority, task)
-    return job_id
+    return record
 
 
 def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:

@@ -39,11 +39,25 @@ def owned_job(job_id: str, owner: str) -> dict[str, Any]:
     return record
 
 
+#: model -> (measured at, jobs/s): the rate changes slowly; a poll storm need not ask Redis each time.
+_rates: dict[str, tuple[float, float | None]] = {}
+RATE_CACHE_SECONDS = 1.0
+
+
+def _throughput(model: str) -> float | None:
+    measured_at, rate = _rates.get(model, (0.0, None))
+    now = time.monotonic()
+    if now - measured_at > RATE_CACHE_SECONDS:
+        rate = jobs.store().throughput(model)
+        _rates[model] = (now, rate)
+    return rate
+
+
 def estimated_wait(model: str, position: int | None) -> float | None:
     """Seconds until this job starts, from the model's measured completion rate."""
     if position is None:
         return None
-    rate = jobs.store().throughput(model)
+    rate = _throughput(model)
     if not rate:
         return None
     return round((position + 1) / rate, 1)
@@ -56,7 +70,12 @@ def job_object(record: dict[str, Any]) -> dict[str, Any]:
     }
     for key in ("created_at", "started_at", "completed_at", "expires_at"):
         obj[key] = int(record[key]) if record.get(key) else None
-    obj["position"] = jobs.store().position(record["model"], job_id) if status == "queued" else None
+    if status != "queued":
+        obj["position"] = None
+    elif "position" in record:  # known from the write that created the job
+        obj["position"] = record["position"]
+    else:
+        obj["position"] = jobs.store().position(record["model"], job_id)
     obj["estimated_wait_seconds"] = estimated_wait(record["model"], obj["position"]) if status == "queued" else None
     obj["urls"] = {
         "self": f"/queue/jobs/{job_id}",

@@ -222,8 +222,10 @@ class JobStore:
             pipe.zadd(owner_key(owner), {job_id: now})
         pipe.set(tombstone_key(job_id), owner, ex=self.retention + TOMBSTONE_EXTRA)
         stats.count_submitted(pipe, model)
-        pipe.execute()
+        pipe.zrank(queue_key(model), job_id)
+        position = pipe.execute()[-1]
         record["request"] = request
+        record["position"] = int(position) if position is not None else None  # answered in the same round trip
         if expires_in is not None:
             record["expires_at"] = float(record["expires_at"])
         return record

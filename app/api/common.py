@@ -35,7 +35,7 @@ def run_generation(spec: ModelSpec, job_request: dict[str, Any]) -> Response:
     """Send the job through the queue and answer synchronously (or stream it)."""
     jobs.wait_for_worker(spec)
     stream = bool(job_request.get("stream"))
-    job_id = jobs.submit(spec, job_request, owner=owner(), stream=stream)
+    job_id = jobs.submit(spec, job_request, owner=owner(), stream=stream)["id"]
     if stream:
         from app.streaming import sse_response
 

@@ -28,5 +28,5 @@ def create(model: str | None = None):
     spec = resolve_model(data.get("model"), model, kind="embed")
     job_request = embedding_request(spec, data)
     jobs.wait_for_worker(spec)
-    job_id = jobs.submit(spec, job_request, owner=owner(), stream=False, task=TASK_NAME)
+    job_id = jobs.submit(spec, job_request, owner=owner(), stream=False, task=TASK_NAME)["id"]
     return jsonify(jobs.wait_result(job_id, jobs.config()["SYNC_TIMEOUT_SECONDS"]))

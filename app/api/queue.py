@@ -45,7 +45,7 @@ def _submit(schema, build):
     data = load_body(schema)
     spec = resolve_model(data.get("model"))
     job_request = build(spec, data)
-    job_id = jobs.submit(
+    record = jobs.submit(
         spec,
         job_request,
         owner=owner(),
@@ -54,8 +54,10 @@ def _submit(schema, build):
         expires_in=data.get("expires_in"),
         listed=True,
     )
-    job_id = remember(owner(), key, request.get_data(), job_id)
-    return _job_response(owned_job(job_id, owner()), 202)
+    winner = remember(owner(), key, request.get_data(), record["id"])
+    if winner != record["id"]:  # a concurrent request with the same key won
+        record = owned_job(winner, owner())
+    return _job_response(record, 202)
 
 
 @blueprint.post("/chat/completions")
