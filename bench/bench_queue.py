@@ -98,20 +98,24 @@ def offline(prompts: list[list[int]], tokens: int) -> tuple[int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submit", type=int, default=2000, help="jobs for the submit-rate run")
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrent submitting clients")
+    parser.add_argument("--levels", default="4,8,16,32", help="concurrent submitting clients to try")
     parser.add_argument("--jobs", type=int, default=500, help="jobs for the drain run")
     parser.add_argument("--tokens", type=int, default=32, help="output tokens per drained job")
     parser.add_argument("--api-workers", type=int, default=2)
     args = parser.parse_args()
     started = time.time()
 
+    levels = [int(level) for level in args.levels.split(",")]
+    submit_rows = []
     with inferq_stack(api_workers=args.api_workers, with_worker=False) as stack:
-        asyncio.run(submit_many(stack.url, 50, args.concurrency, args.tokens))  # warm up tokenizers
-        _, latencies, wall = asyncio.run(submit_many(stack.url, args.submit, args.concurrency, args.tokens))
-    rate = args.submit / wall
+        asyncio.run(submit_many(stack.url, 100, 8, args.tokens))  # warm up tokenizers and pools
+        for level in levels:
+            _, latencies, wall = asyncio.run(submit_many(stack.url, args.submit, level, args.tokens))
+            submit_rows.append((f"{level} clients", f"{args.submit / wall:.0f}", f"{pct(latencies, 50) * 1000:.1f} ms",
+                                f"{pct(latencies, 99) * 1000:.1f} ms"))  # fmt: skip
 
     with inferq_stack(api_workers=args.api_workers) as stack:
-        ids, _, _ = asyncio.run(submit_many(stack.url, args.jobs, args.concurrency, args.tokens))
+        ids, _, _ = asyncio.run(submit_many(stack.url, args.jobs, 16, args.tokens))
         ours_tokens, ours_seconds = drain(stack, ids)
         from app.tokenizers import ModelTokenizer
 
@@ -120,10 +124,9 @@ def main() -> int:
     theirs_tokens, theirs_seconds = offline(prompts, args.tokens)
 
     ours, theirs = ours_tokens / ours_seconds, theirs_tokens / theirs_seconds
-    print(f"model {CHAT_MODEL}, {os.cpu_count()} CPUs; submit: {args.submit} jobs from {args.concurrency} clients, "
-          f"{args.api_workers} gunicorn workers, no worker consuming")  # fmt: skip
-    print(f"submit rate: {rate:.0f} jobs/s accepted; latency p50 {pct(latencies, 50) * 1000:.1f} ms, "
-          f"p99 {pct(latencies, 99) * 1000:.1f} ms")  # fmt: skip
+    print(f"model {CHAT_MODEL}, {os.cpu_count()} CPUs (client, API, Redis share them); submit: {args.submit} jobs "
+          f"per level, {args.api_workers} gunicorn workers, no worker consuming")  # fmt: skip
+    print(table(submit_rows, ("submitting", "jobs/s", "p50", "p99")))
     print()
     rows = [
         (f"drain {args.jobs} jobs x {args.tokens} tokens", f"{ours:.1f} tok/s", f"{theirs:.1f} tok/s",

@@ -3,8 +3,9 @@
 (1) TTFT p50/p99 of chat streams at 1 and at 32 concurrent streams, same
 model, engine settings and load on both systems, one after the other.
 (2) inferq alone (vllm serve has no queue): how many concurrent SSE streams
-of queued jobs that are waiting (no worker serves their model) one gunicorn
-worker process holds open, and its memory before and with them.
+of queued jobs that are waiting (no worker serves their model) one API
+instance (gunicorn, gevent workers) holds open, and its memory before and
+with them.
 
     .venv/bin/python bench/bench_streaming.py [--idle 512]
 """
@@ -105,9 +106,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of 32 concurrent streams")
     parser.add_argument("--idle", type=int, default=512, help="idle streams to hold")
     parser.add_argument("--hold", type=float, default=20.0, help="seconds to hold them (a keep-alive every 15 s)")
+    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (the default deployment)")
     args = parser.parse_args()
     started = time.time()
-    with inferq_stack(api_workers=1) as stack:
+    with inferq_stack(api_workers=args.api_workers) as stack:
         ours = measure_ttft(stack.url, args.single, args.rounds)
         baseline = api_rss(stack.api)
         rss_during: list[float] = []
@@ -134,7 +136,8 @@ def main() -> int:
         print(f"inferq added TTFT p50 at {level} concurrent: {added:+.1f} ms")
     per_stream = (rss_during[0] - baseline) * 1024 / max(held, 1)
     print(
-        f"idle streams held by one gunicorn worker: {held}/{args.idle} open after {args.hold:.0f} s, "
+        f"idle streams held by one API instance ({args.api_workers} gevent workers): "
+        f"{held}/{args.idle} open after {args.hold:.0f} s, "
         f"{kept_alive} keep-alives received; API memory {baseline:.0f} MiB -> {rss_during[0]:.0f} MiB "
         f"({per_stream:.0f} KiB per stream)"
     )
