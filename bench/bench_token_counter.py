@@ -73,7 +73,7 @@ def measure(app, key: str, count: int, job_count: int) -> dict[str, float]:
         for i in range(job_count + 3):
             request = embedding_request(embed, {"input": [f"short text {i}"], "encoding_format": "float"})
             started = time.perf_counter()
-            job_id = jobs.submit(embed, request, owner="bench", stream=False)
+            job_id = jobs.submit(embed, request, owner="bench", stream=False)["id"]
             jobs.wait_result(job_id, 60)
             elapsed = time.perf_counter() - started
             record = jobs.store().get(job_id)
