@@ -9,6 +9,7 @@ machine has two cores.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> 
         if worker is not None:
             worker.stop()
         redis_server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def vllm_serve_command(port: int) -> list[str]:
