@@ -54,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     def _start_engine(**_: object) -> None:
         from workers import runtime
 
-        runtime.start(spec)
+        try:
+            runtime.start(spec)
+        except Exception as exc:
+            # Celery logs and ignores a failing signal handler; a worker without
+            # an engine would then consume jobs only to fail them. Exit instead,
+            # before anything is reserved, and let the supervisor restart it.
+            log.exception("the engine for %s did not start", spec.id)
+            raise SystemExit(f"inferq worker: the engine for {spec.id} did not start: {exc}") from exc
 
     store = JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
     keeper = LeaseKeeper(store, interval=config["LEASE_RENEW_SECONDS"])
