@@ -9,46 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
-from tasks.jobstore import DEADLINES, PREFIX, TERMINAL, JobStore, events_key, job_key, queue_key
+from tasks.jobstore import CANCELLED_RUNNING, NOT_FOUND, PREFIX, TERMINAL, JobStore
 
 log = logging.getLogger(__name__)
 
 CHANNEL = f"{PREFIX}:cancel"
 
-# KEYS: job, events, queue zset, deadlines. ARGV: now, retention, job id.
-# Atomically: a queued job ends now (no worker will write its end, so wake
-# its waiters here); a running one is marked and its worker aborts it.
-_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then return -1 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
-if status == 'queued' then
-  redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', 'cancelled')
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[3])
-  redis.call('ZREM', KEYS[4], ARGV[3])
-  return 1
-end
-return 2
-"""
-
-NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
-
 
 def request_cancel(store: JobStore, job_id: str, model: str | None = None) -> int:
-    """Cancel a job; returns one of the constants above."""
+    """Cancel a job and tell the workers; returns JobStore.cancel's outcome."""
     if model is None:
         record = store.get(job_id)
         if record is None:
             return NOT_FOUND
         model = record["model"]
-    keys = [job_key(job_id), events_key(job_id), queue_key(model), DEADLINES]
-    result = int(store.redis.eval(_CANCEL, len(keys), *keys, time.time(), store.retention, job_id))
+    result = store.cancel(job_id, model)
     if result == CANCELLED_RUNNING:
         store.redis.publish(CHANNEL, job_id)
     return result

@@ -10,7 +10,7 @@ from celery import shared_task
 
 from tasks import openai_format
 from tasks.dispatch import GENERATE_TASK
-from tasks.jobstore import JobStore
+from tasks.jobstore import JobStore, events_key
 from tasks.runner import PartialOutputLost, run_job
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def run_generation(job_id: str, request: dict[str, Any], store: JobStore) -> dic
     best_of = request["params"].get("best_of") or n
     engine_logprobs = request.get("top_logprobs") if request["endpoint"] == "chat" else request.get("logprobs")
     stream = bool(request.get("stream"))
-    emitted = store.redis.xlen(f"inferq:job:{job_id}:events") if stream else 0
+    emitted = store.redis.xlen(events_key(job_id)) if stream else 0
     if emitted:
         raise PartialOutputLost("part of the answer was already streamed when the engine failed")
     results: list[dict[str, Any]] = [{"prompt_tokens": len(prompt), "choices": {}} for prompt in request["prompts"]]

@@ -121,8 +121,9 @@ redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 return {'start', attempt}
 """
 
-# KEYS: job, events, leases. ARGV: attempt, now, retention, fields (json), status.
-# Writes the terminal state only for the attempt that holds the job.
+# KEYS: job, events, leases. ARGV: attempt, now, retention, fields (json), job id.
+# Writes the terminal state only for the attempt that holds the job; returns
+# {final status, model} when it wrote, 0 when it did not.
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 local attempts = redis.call('HGET', KEYS[1], 'attempts')
@@ -143,22 +144,44 @@ redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', final)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[5])
-return 1
+return {final, redis.call('HGET', KEYS[1], 'model')}
 """
 
 # KEYS: job, events, queue zset, deadlines. ARGV: now, retention, job id, new status.
-# Ends a job that never started (cancelled or expired while queued).
-_END_QUEUED = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' then return 0 end
+# The end of a job that never started (cancelled or expired while queued): no
+# worker will write its end, so wake its waiters here.
+_END_QUEUED_BODY = """
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'completed_at', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
+"""
+
+_END_QUEUED = f"""
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' then return 0 end
+{_END_QUEUED_BODY}
 return 1
 """
+
+# Same KEYS and ARGV (ARGV[4] = 'cancelled'). A queued job ends now; a running
+# one is only marked, and its worker aborts it and writes its end (tasks.cancellation).
+_CANCEL = f"""
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then return -1 end
+if status == 'queued' then
+{_END_QUEUED_BODY}
+  return 1
+end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+return 2
+"""
+
+#: What JobStore.cancel answers.
+NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
 
 # KEYS: job, queue zset, leases. ARGV: job id, score.
 # Puts a job whose worker died back in the queue (the caller re-sends its message).
@@ -179,6 +202,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._end_queued = client.register_script(_END_QUEUED)
+        self._cancel = client.register_script(_CANCEL)
         self._requeue = client.register_script(_REQUEUE)
 
     # -- written by the API --------------------------------------------------
@@ -267,12 +291,20 @@ class JobStore:
             self.redis.zrem(owner_key(owner), *job_ids)
 
     def end_queued(self, job_id: str, model: str, status: str) -> bool:
-        """Cancel or expire a job that has not started; wakes its waiters."""
+        """Expire (or cancel) a job that has not started; wakes its waiters."""
         keys = [job_key(job_id), events_key(job_id), queue_key(model), DEADLINES]
         ended = bool(self._end_queued(keys=keys, args=[time.time(), self.retention, job_id, status]))
         if ended:
             stats.count_ended(self.redis, model, status)
         return ended
+
+    def cancel(self, job_id: str, model: str) -> int:
+        """Cancel a job atomically, whatever its state; returns one of NOT_FOUND ... CANCELLED_RUNNING."""
+        keys = [job_key(job_id), events_key(job_id), queue_key(model), DEADLINES]
+        outcome = int(self._cancel(keys=keys, args=[time.time(), self.retention, job_id, "cancelled"]))
+        if outcome == CANCELLED_QUEUED:
+            stats.count_ended(self.redis, model, "cancelled")
+        return outcome
 
     # -- written by the worker -----------------------------------------------
     def start(self, job_id: str, model: str) -> int | None:
@@ -321,17 +353,18 @@ class JobStore:
         if usage is not None:
             # Billed before the end event wakes the client, and once per job (tasks.usage).
             usage_log.record(self.redis, job_key(job_id), usage, now)
-        written = bool(self._finish(keys=keys, args=[attempt, now, self.retention, _dumps(fields), job_id]))
-        if written:  # a job cancelled while it ran stays cancelled: count the status it ended in
-            ended_model, ended_status = (_text(v) for v in self.redis.hmget(job_key(job_id), "model", "status"))
-            stats.count_ended(self.redis, ended_model, ended_status, usage)
-        if written and status == "completed":
-            model = _text(self.redis.hget(job_key(job_id), "model"))
+        outcome = self._finish(keys=keys, args=[attempt, now, self.retention, _dumps(fields), job_id])
+        if not outcome:
+            return False
+        # A job cancelled while it ran stays cancelled: count the status it ended in.
+        ended_status, model = (_text(v) for v in outcome)
+        stats.count_ended(self.redis, model, ended_status, usage)
+        if ended_status == "completed":
             pipe = self.redis.pipeline(transaction=False)
             pipe.zadd(done_key(model), {job_id: now})
             pipe.zremrangebyscore(done_key(model), "-inf", now - THROUGHPUT_WINDOW)
             pipe.execute()
-        return written
+        return True
 
     # -- the reconciler ------------------------------------------------------
     def stale_leases(self, older_than: float) -> list[str]:

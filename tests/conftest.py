@@ -7,6 +7,8 @@ an engine shares the same worker; tests that kill workers start their own.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -109,3 +111,35 @@ def client(make_app, worker):
 def bare_client(make_app, redis_server):
     """A Flask test client on the real Redis, without waiting for a worker."""
     return make_app().test_client()
+
+
+@dataclass
+class PrivateStack:
+    app: Any
+    redis: RedisServer
+    env: ServiceEnv
+
+
+@pytest.fixture(scope="module")
+def private_stack(session_dir):
+    """Its own redis-server and an authenticated app, for tests that stop or kill services."""
+    from app import create_app
+    from tasks.config import load_config
+    from tasks.keys import KeyStore
+
+    servers: list[RedisServer] = []
+
+    def make(name: str, **env_vars: str) -> PrivateStack:
+        directory = session_dir / name
+        directory.mkdir()
+        redis_server = RedisServer(directory / "redis").start()
+        servers.append(redis_server)
+        models_file = write_models_file(directory)
+        key, _ = KeyStore(redis_server.client()).create(name=f"{name}-tests", rpm=1_000_000)
+        app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
+        app.test_client_class = keyed_client_class(key)
+        return PrivateStack(app, redis_server, ServiceEnv(redis_server.url, models_file, **env_vars))
+
+    yield make
+    for server in servers:
+        server.stop()

@@ -200,7 +200,7 @@ class Engine:
         except (ValueError, VLLMClientError) as exc:
             raise RequestRejected(str(exc)) from exc
         outputs: queue.SimpleQueue = queue.SimpleQueue()
-        ids = [f"{request_id}-{i}" for i in range(len(prompts))]
+        ids = self.request_ids(request_id, len(prompts))
 
         async def pump(index: int, prompt: list[int]) -> None:
             try:

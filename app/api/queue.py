@@ -15,7 +15,8 @@ from app.inference import chat_request, completion_request, resolve_model
 from app.queue_jobs import job_object, list_jobs, long_poll, owned_job, retry_after
 from app.schemas.queue import JobListQuerySchema, PollQuerySchema, QueueChatRequestSchema, QueueCompletionRequestSchema
 from app.streaming import sse_response
-from tasks.cancellation import ALREADY_ENDED, request_cancel
+from tasks.cancellation import request_cancel
+from tasks.jobstore import ALREADY_ENDED
 
 blueprint = Blueprint("queue", __name__, url_prefix="/queue")
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")

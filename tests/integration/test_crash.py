@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tasks.jobstore import TERMINAL, events_key
-from tests.harness import CHAT_MODEL, RedisServer, ServiceEnv, WorkerProcess, write_models_file
+from tests.harness import CHAT_MODEL, WorkerProcess
 
 LEASE = {"INFERQ_LEASE_TIMEOUT_SECONDS": "6", "INFERQ_RECONCILE_SECONDS": "2", "INFERQ_LEASE_RENEW_SECONDS": "1"}
 
@@ -29,20 +29,9 @@ def job_body(i: int, tokens: int = 8) -> dict:
 
 
 @pytest.fixture(scope="module")
-def crash_stack(session_dir):
-    from app import create_app
-    from tasks.config import load_config
-    from tasks.keys import KeyStore
-    from tests.conftest import keyed_client_class
-
-    directory = session_dir / "crash"
-    directory.mkdir()
-    redis_server = RedisServer(directory / "redis").start()
-    models_file = write_models_file(directory)
-    env = ServiceEnv(redis_server.url, models_file, **LEASE)
-    key, _ = KeyStore(redis_server.client()).create(name="crash-tests", rpm=1_000_000)
-    app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
-    app.test_client_class = keyed_client_class(key)
+def crash_stack(private_stack):
+    stack = private_stack("crash", **LEASE)
+    app, redis_server, env = stack.app, stack.redis, stack.env
     workers: list[WorkerProcess] = []
 
     def start_worker(name: str, alone: bool = False) -> WorkerProcess:
@@ -56,7 +45,6 @@ def crash_stack(session_dir):
     yield app, redis_server, start_worker
     for worker in workers:
         worker.kill()
-    redis_server.stop()
 
 
 def submit_all(client, count: int, tokens: int = 8) -> list[str]:

@@ -9,27 +9,15 @@ import time
 
 import pytest
 
-from tests.harness import CHAT_MODEL, GHOST_MODEL, RedisServer, ServiceEnv, WorkerProcess, write_models_file
+from tests.harness import CHAT_MODEL, GHOST_MODEL, WorkerProcess
 
 
 @pytest.fixture(scope="module")
-def ready_stack(session_dir):
-    from app import create_app
-    from tasks.config import load_config
-    from tasks.keys import KeyStore
-    from tests.conftest import keyed_client_class
-
-    directory = session_dir / "readiness"
-    directory.mkdir()
-    redis_server = RedisServer(directory / "redis").start()
-    models_file = write_models_file(directory)
-    key, _ = KeyStore(redis_server.client()).create(name="readiness-tests", rpm=1_000_000)
-    app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
-    app.test_client_class = keyed_client_class(key)
-    worker = WorkerProcess(ServiceEnv(redis_server.url, models_file), log_name="readiness-worker.log")
-    yield app, redis_server, worker
+def ready_stack(private_stack):
+    stack = private_stack("readiness")
+    worker = WorkerProcess(stack.env, log_name="readiness-worker.log")
+    yield stack.app, stack.redis, worker
     worker.kill()
-    redis_server.stop()
 
 
 def available(client, model: str) -> bool | None:
