@@ -35,7 +35,7 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 models: install
-	HF_HUB_OFFLINE=1 $(PY) -m workers.prepare
+	HF_HUB_OFFLINE=1 $(PY) -m app.cli prepare-models
 
 # honcho runs the Procfile with the venv first on PATH; Ctrl-C stops every process.
 run: install redis models

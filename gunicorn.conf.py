@@ -6,22 +6,24 @@ parked on a Redis socket, so one process holds thousands of them; a threaded
 worker would need a thread per waiting client.
 """
 
-import multiprocessing
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-bind = os.environ.get("INFERQ_BIND", "127.0.0.1:8000")
+from tasks.settings import Settings
+
+_settings = Settings.load()
+bind = _settings.bind
 worker_class = "gevent"
-workers = int(os.environ.get("INFERQ_API_WORKERS", max(2, multiprocessing.cpu_count())))
-worker_connections = int(os.environ.get("INFERQ_API_CONNECTIONS", 2000))
+workers = _settings.api_workers
+worker_connections = _settings.api_connections
 timeout = 0  # gevent workers heartbeat on their own; long generations are normal
 graceful_timeout = 30
 keepalive = 30
 accesslog = None  # off by default: nothing logs prompts or keys
 errorlog = "-"
-loglevel = os.environ.get("INFERQ_LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 
 # Prometheus (app.metrics): each gunicorn worker counts its own requests in
 # files under PROMETHEUS_MULTIPROC_DIR, and a scrape of any worker sums them

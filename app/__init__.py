@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
 
+from tasks.settings import Settings
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the API. `config` overrides the defaults and INFERQ_* variables."""
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API; without `settings`, from the INFERQ_* environment."""
     from app import auth, metrics, openapi, ratelimit
     from app.api import register_blueprints
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
     from tasks.celery_app import create_celery
-    from tasks.config import load_config
     from tasks.jobstore import JobStore
     from tasks.redis_client import redis_client
 
-    settings = load_config(config)
+    settings = settings or Settings.load()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_CONTENT_LENGTH"]
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.json.sort_keys = False
-    app.extensions["inferq.config"] = settings
-    app.extensions["inferq.jobstore"] = JobStore(redis_client(settings["REDIS_URL"]), settings["JOB_RETENTION_SECONDS"])
+    app.extensions["inferq.settings"] = settings
+    app.extensions["inferq.jobstore"] = JobStore(redis_client(settings.redis_url), settings.job_retention_seconds)
     app.extensions["inferq.tokenizers"] = TokenizerCache()
     app.extensions["celery"] = create_celery(settings)
     register_error_handlers(app)

@@ -62,6 +62,5 @@ def model_allowed(model: str) -> bool:
 
 def init_app(app: Flask) -> None:
     """Register before the rate limiter: its key function reads `g.api_key`."""
-    settings = app.extensions["inferq.config"]
-    app.extensions["inferq.keys"] = KeyStore(redis_client(settings["REDIS_URL"]))
+    app.extensions["inferq.keys"] = KeyStore(redis_client(app.extensions["inferq.settings"].redis_url))
     app.before_request(_authenticate)

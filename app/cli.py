@@ -28,9 +28,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return worker_main(rest)
     if command == "prepare-models":
-        from workers.prepare import main as prepare_main
+        import json
+        from pathlib import Path
 
-        return prepare_main(rest)
+        from tasks.settings import Settings
+        from workers.prepare import prepare
+
+        for model_id, path in prepare(Path(Settings.load().model_cache), rest or None).items():
+            print(json.dumps({"model": model_id, "path": str(path)}))
+        return 0
     if command == "flower":
         from tasks.flower import main as flower_main
 

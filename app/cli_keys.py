@@ -22,10 +22,9 @@ from typing import Any
 
 import redis
 
-from tasks.config import load_config
 from tasks.keys import KeyStore
+from tasks.settings import Settings
 
-LOCAL_KEY_FILE = Path(os.environ.get("INFERQ_VAR", "var")) / "local-api-key"
 LOCAL_RPM = 600
 
 
@@ -42,13 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke", help="revoke a key by its id; effective at once")
     revoke.add_argument("key_id")
     local = commands.add_parser("ensure-local", help="create (once) and print the quick start's local key")
-    local.add_argument("--file", type=Path, default=LOCAL_KEY_FILE)
+    local.add_argument("--file", type=Path, help="default: <INFERQ_VAR_DIR>/local-api-key")
     local.add_argument("--wait", type=float, default=30.0, help="seconds to wait for Redis")
     return parser
 
 
-def _store(config: dict[str, Any], wait: float = 0.0) -> KeyStore:
-    client = redis.Redis.from_url(config["REDIS_URL"])
+def _store(config: Settings, wait: float = 0.0) -> KeyStore:
+    client = redis.Redis.from_url(config.redis_url)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -74,11 +73,11 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
-def create(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def create(args: argparse.Namespace, config: Settings) -> int:
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
-    unknown = sorted(set(models) - set(config["MODELS"]))
+    unknown = sorted(set(models) - set(config.models))
     if unknown:
-        print(f"unknown model(s): {', '.join(unknown)}; configured: {', '.join(config['MODELS'])}", file=sys.stderr)
+        print(f"unknown model(s): {', '.join(unknown)}; configured: {', '.join(config.models)}", file=sys.stderr)
         return 2
     expires_at = time.time() + args.expires_in_days * 86400 if args.expires_in_days else None
     try:
@@ -93,13 +92,13 @@ def create(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
-def list_keys(config: dict[str, Any]) -> int:
+def list_keys(config: Settings) -> int:
     for record in _store(config).list():
         print(_describe(record))
     return 0
 
 
-def revoke(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def revoke(args: argparse.Namespace, config: Settings) -> int:
     if not _store(config).revoke(args.key_id):
         print(f"no key with id {args.key_id}", file=sys.stderr)
         return 1
@@ -107,9 +106,9 @@ def revoke(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
-def ensure_local(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def ensure_local(args: argparse.Namespace, config: Settings) -> int:
     store = _store(config, wait=args.wait)
-    path: Path = args.file
+    path: Path = args.file or config.local_key_file
     key = path.read_text().strip() if path.exists() else ""
     if not key or store.authenticate(key) is None:
         key, _record = store.create(name="local", rpm=LOCAL_RPM)
@@ -130,7 +129,7 @@ def ensure_local(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    config = load_config()
+    config = Settings.load()
     if args.command == "create":
         return create(args, config)
     if args.command == "list":

@@ -13,10 +13,11 @@ from typing import Any
 from flask import current_app
 
 from app.auth import model_allowed
+from app.context import settings
 from app.errors import InvalidRequest, ModelNotFound
 from app.schemas.sampling import sampling_params
 from app.tokenizers import ModelTokenizer, TemplateError
-from workers.models import ModelSpec
+from tasks.models import ModelSpec
 
 
 def resolve_model(name: str | None, path_model: str | None = None, kind: str | None = "generate") -> ModelSpec:
@@ -24,7 +25,7 @@ def resolve_model(name: str | None, path_model: str | None = None, kind: str | N
     model = path_model or name
     if not model:
         raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
-    specs: dict[str, ModelSpec] = current_app.extensions["inferq.config"]["MODELS"]
+    specs = settings().models
     spec = specs.get(model)
     if spec is None or not model_allowed(model):  # a key's allow-list hides the other models
         raise ModelNotFound(model)

@@ -12,11 +12,12 @@ from typing import Any
 
 from flask import current_app
 
+from app.context import settings
 from app.errors import APIError, GatewayTimeout, ServiceUnavailable
 from tasks.dispatch import dispatch
 from tasks.heartbeat import live_workers
 from tasks.jobstore import JobStore, new_job_id
-from workers.models import ModelSpec
+from tasks.models import ModelSpec
 
 #: XREAD blocks at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
@@ -27,16 +28,12 @@ def store() -> JobStore:
     return current_app.extensions["inferq.jobstore"]
 
 
-def config() -> dict[str, Any]:
-    return current_app.extensions["inferq.config"]
-
-
 def wait_for_worker(spec: ModelSpec) -> None:
     """503 unless a worker for this model is live (waiting up to the configured time)."""
-    cfg = config()
-    deadline = time.monotonic() + cfg["WORKER_WAIT_SECONDS"]
+    cfg = settings()
+    deadline = time.monotonic() + cfg.worker_wait_seconds
     client = store().redis
-    while live_workers(client, spec.id, cfg["WORKER_HEARTBEAT_TTL"]) == 0:
+    while live_workers(client, spec.id, cfg.worker_heartbeat_ttl) == 0:
         if time.monotonic() >= deadline:
             raise ServiceUnavailable(
                 f"No worker is serving the model `{spec.id}` right now; retry later.",

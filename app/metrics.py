@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -69,11 +68,11 @@ class RedisCollector:
     """Reads the service-wide numbers from Redis when Prometheus scrapes."""
 
     def __init__(self, app: Flask) -> None:
-        self.config = app.extensions["inferq.config"]
+        self.config = app.extensions["inferq.settings"]
         self.redis = app.extensions["inferq.jobstore"].redis
 
     def collect(self) -> Iterator[Metric]:
-        models = list(self.config["MODELS"])
+        models = list(self.config.models)
         depth = GaugeMetricFamily("inferq_queue_depth", "Jobs waiting in each model's queue.", labels=["model"])
         live = GaugeMetricFamily("inferq_live_workers", "Workers with a fresh heartbeat, per model.", labels=["model"])
         jobs = GaugeMetricFamily("inferq_jobs", "Jobs queued or running now, per model.", labels=["model", "status"])
@@ -86,7 +85,7 @@ class RedisCollector:
             depth.add_metric([model], count)
             jobs.add_metric([model, "queued"], count)
             jobs.add_metric([model, "in_progress"], running.get(model, 0))
-            live.add_metric([model], live_workers(self.redis, model, self.config["WORKER_HEARTBEAT_TTL"]))
+            live.add_metric([model], live_workers(self.redis, model, self.config.worker_heartbeat_ttl))
         yield from (depth, jobs, live)
         yield from self._counters(models)
         yield from self._engines(models)
@@ -137,8 +136,8 @@ class RedisCollector:
         restarts = CounterMetricFamily(
             "inferq_worker_engine_restarts", "Engine restarts after a crash.", labels=["model", "worker"]
         )
-        specs = self.config["MODELS"]
-        ttl = self.config["WORKER_HEARTBEAT_TTL"]
+        specs = self.config.models
+        ttl = self.config.worker_heartbeat_ttl
         for model in models:
             alive = {m.decode() for m in self.redis.zrangebyscore(workers_key(model), time.time() - ttl, "+inf")}
             slots = specs[model].max_concurrency
@@ -157,15 +156,16 @@ class _Local:
     """This process's registry, or every gunicorn process's files in multiprocess mode."""
 
     def collect(self) -> Iterator[Metric]:
-        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        if directory:
-            from prometheus_client.multiprocess import MultiProcessCollector
+        from prometheus_client.multiprocess import MultiProcessCollector
 
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=directory)
-            yield from registry.collect()
-        else:
+        registry = CollectorRegistry()
+        try:
+            # prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself (gunicorn.conf.py sets it).
+            MultiProcessCollector(registry)
+        except ValueError:  # not under gunicorn: this process's own registry
             yield from LOCAL.collect()
+            return
+        yield from registry.collect()
 
 
 def _loopback() -> bool:
@@ -178,7 +178,7 @@ def _loopback() -> bool:
 
 
 def _allowed() -> bool:
-    token = current_app.extensions["inferq.config"].get("METRICS_TOKEN") or ""
+    token = current_app.extensions["inferq.settings"].metrics_token
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
         return True

@@ -78,11 +78,11 @@ def _check_tokens() -> None:
 
 def init_app(app: Flask) -> Limiter:
     """Register after app.auth, whose hook sets the key these limits count against."""
-    settings = app.extensions["inferq.config"]
+    settings = app.extensions["inferq.settings"]
     limiter = Limiter(
         key_func=_key_id,
         application_limits=[_requests_per_minute],
-        storage_uri=settings["REDIS_URL"],
+        storage_uri=settings.redis_url,
         # As many connections as the API itself may hold (see tasks.redis_client).
         storage_options={"max_connections": MAX_CONNECTIONS},
         strategy=STRATEGY,

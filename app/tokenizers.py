@@ -20,7 +20,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from workers.models import ModelSpec
+from tasks.models import ModelSpec
 
 
 class TemplateError(ValueError):

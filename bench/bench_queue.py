@@ -25,7 +25,7 @@ import aiohttp
 from common import _headers, table
 from stacks import inferq_stack
 
-from tasks.config import load_config
+from tasks.settings import Settings
 from tests.harness import CHAT_MODEL, REPO
 
 TOPICS = ["the sea", "a lighthouse", "autumn", "a city at night", "bread", "mountains", "a cat", "rain"]
@@ -119,7 +119,7 @@ def main() -> int:
         ours_tokens, ours_seconds = drain(stack, ids)
         from app.tokenizers import ModelTokenizer
 
-        tokenizer = ModelTokenizer(load_config()["MODELS"][CHAT_MODEL].local_path)
+        tokenizer = ModelTokenizer(Settings.load().models[CHAT_MODEL].local_path)
         prompts = [tokenizer.encode_chat(body(i, args.tokens)["messages"]) for i in range(args.jobs)]
     theirs_tokens, theirs_seconds = offline(prompts, args.tokens)
 

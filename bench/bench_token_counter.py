@@ -48,7 +48,7 @@ def measure(app, key: str, count: int, job_count: int) -> dict[str, float]:
     from app.inference import embedding_request
     from app.tokenizers import ModelTokenizer
 
-    specs = app.extensions["inferq.config"]["MODELS"]
+    specs = app.extensions["inferq.settings"].models
     chat, embed = specs[CHAT_MODEL], specs[EMBED_MODEL]
     started = time.perf_counter()
     tokenizer = ModelTokenizer(chat.tokenizer_path)

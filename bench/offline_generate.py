@@ -17,9 +17,9 @@ def main() -> int:
     from vllm import LLM, SamplingParams
 
     sys.path.insert(0, job["repo"])
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    spec = load_config()["MODELS"][job["model"]]
+    spec = Settings.load().models[job["model"]]
     options = {"model": spec.local_path, "dtype": spec.dtype, "max_model_len": spec.max_model_len,
                "max_num_seqs": spec.max_concurrency, "seed": 0, **spec.engine}  # fmt: skip
     llm = LLM(**options)

@@ -21,8 +21,8 @@ import common  # noqa: F401 - puts the repository on sys.path
 import requests
 from common import API_KEY_ENV
 
-from tasks.config import load_config
 from tasks.keys import KeyStore
+from tasks.settings import Settings
 from tests.harness import (
     ARTIFACTS,
     CHAT_MODEL,
@@ -64,7 +64,7 @@ def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> 
 
 
 def vllm_serve_command(port: int) -> list[str]:
-    spec = load_config()["MODELS"][CHAT_MODEL]
+    spec = Settings.load().models[CHAT_MODEL]
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.local_path,
         "--served-model-name", CHAT_MODEL, "--dtype", spec.dtype, "--max-model-len", str(spec.max_model_len),

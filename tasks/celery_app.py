@@ -9,22 +9,20 @@ whoever reaches Redis).
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
-from tasks.config import load_config
+from tasks.settings import Settings
 
 #: Kombu's Redis transport emulates priorities with one list per step.
 PRIORITY_STEPS = list(range(10))
 DEFAULT_PRIORITY = 5
 
 
-def create_celery(config: dict[str, Any] | None = None) -> Celery:
-    config = config if config is not None and "MODELS" in config else load_config(config)
-    app = Celery("inferq", broker=config["REDIS_URL"], include=["tasks.inference", "tasks.embeddings"])
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.load()
+    app = Celery("inferq", broker=settings.redis_url, include=["tasks.inference", "tasks.embeddings"])
     transport = {
-        "visibility_timeout": config["VISIBILITY_TIMEOUT"],
+        "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
         "sep": ":",
         "queue_order_strategy": "priority",
@@ -44,7 +42,7 @@ def create_celery(config: dict[str, Any] | None = None) -> Celery:
         broker_connection_max_retries=None,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
-        visibility_timeout=config["VISIBILITY_TIMEOUT"],
+        visibility_timeout=settings.visibility_timeout,
         task_default_priority=DEFAULT_PRIORITY,
         task_queue_max_priority=PRIORITY_STEPS[-1],
         worker_send_task_events=True,  # Flower sees every task from the moment a worker receives it
@@ -53,5 +51,5 @@ def create_celery(config: dict[str, Any] | None = None) -> Celery:
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
     )
-    app.conf.inferq = config
+    app.conf.inferq = settings
     return app

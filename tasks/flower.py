@@ -7,21 +7,20 @@ configured it makes some up and prints them once.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 
 from tasks.celery_app import create_celery
+from tasks.settings import Settings
 
 
 def main() -> int:
-    address = os.environ.get("INFERQ_FLOWER_ADDRESS", "127.0.0.1")
-    port = os.environ.get("INFERQ_FLOWER_PORT", "5555")
-    credentials = os.environ.get("INFERQ_FLOWER_BASIC_AUTH")
+    settings = Settings.load()
+    address, port, credentials = settings.flower_address, settings.flower_port, settings.flower_basic_auth
     if not credentials:
         credentials = f"admin:{secrets.token_urlsafe(18)}"
         print(f"Flower at http://{address}:{port} — user/password: {credentials}", flush=True)
-    celery = create_celery()
+    celery = create_celery(settings)
     celery.start(
         [
             "flower",

@@ -35,8 +35,8 @@ class PartialOutputLost(RuntimeError):
 
 
 def job_store(task: Any) -> JobStore:
-    config = task.app.conf.inferq
-    return JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
+    settings = task.app.conf.inferq
+    return JobStore(redis_client(settings.redis_url), settings.job_retention_seconds)
 
 
 def error_body(

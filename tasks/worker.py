@@ -21,11 +21,11 @@ from celery import signals
 from tasks import runner
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
-from tasks.config import load_config
 from tasks.heartbeat import Heartbeat
 from tasks.jobstore import JobStore
 from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
+from tasks.settings import Settings
 
 log = logging.getLogger("inferq.worker")
 
@@ -35,17 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--name", help="worker node name (default: <model>@<host>-<pid>)")
     parser.add_argument("--concurrency", type=int, help="jobs run at once (default: the model's max_concurrency)")
-    parser.add_argument("--loglevel", default=os.environ.get("INFERQ_LOG_LEVEL", "INFO"))
+    parser.add_argument("--loglevel")
     args = parser.parse_args(argv)
 
-    config = load_config()
-    specs = config["MODELS"]
+    config = Settings.load()
+    specs = config.models
     if args.model not in specs:
         parser.error(f"unknown model {args.model!r}; configured: {', '.join(specs)}")
     spec = specs[args.model]
     concurrency = args.concurrency or spec.max_concurrency
     name = args.name or f"{spec.id}@{socket.gethostname()}-{os.getpid()}"
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.loglevel = (args.loglevel or config.log_level).upper()
+    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     celery = create_celery(config)
     state: dict[str, Any] = {}
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from workers import runtime
 
         try:
-            runtime.start(spec)
+            runtime.start(spec.id, spec.engine_options())
         except Exception as exc:
             # Celery logs and ignores a failing signal handler; a worker without
             # an engine would then consume jobs only to fail them. Exit instead,
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("the engine for %s did not start", spec.id)
             raise SystemExit(f"inferq worker: the engine for {spec.id} did not start: {exc}") from exc
 
-    store = JobStore(redis_client(config["REDIS_URL"]), config["JOB_RETENTION_SECONDS"])
-    keeper = LeaseKeeper(store, interval=config["LEASE_RENEW_SECONDS"])
+    store = JobStore(redis_client(config.redis_url), config.job_retention_seconds)
+    keeper = LeaseKeeper(store, interval=config.lease_renew_seconds)
     runner.lease_keeper = keeper
 
     @signals.task_received.connect(weak=False)
@@ -78,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = runtime.current()
         beat = Heartbeat(
-            redis_client(config["REDIS_URL"]),
+            redis_client(config.redis_url),
             spec.id,
             name,
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
         listener = CancelListener(store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
-        reconciler = Reconciler(store, celery, config["LEASE_TIMEOUT_SECONDS"], config["RECONCILE_SECONDS"])
+        reconciler = Reconciler(store, celery, config.lease_timeout_seconds, config.reconcile_seconds)
         runner.cancel_listener = listener
         for part in (beat, listener, keeper, reconciler):
             part.start()

@@ -63,9 +63,9 @@ def api_server(service_env, worker):
 
 @pytest.fixture(scope="session")
 def base_config(redis_server, models_file):
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    return load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file), "WORKER_WAIT_SECONDS": 1.0})
+    return Settings.load(redis_url=redis_server.url, models_file=str(models_file), worker_wait_seconds=1.0)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +94,7 @@ def make_app(base_config, api_key):
     from app import create_app
 
     def factory(**overrides):
-        app = create_app({**base_config, **overrides})
+        app = create_app(base_config.replace(**overrides))
         app.test_client_class = keyed_client_class(api_key)
         return app
 
@@ -124,8 +124,8 @@ class PrivateStack:
 def private_stack(session_dir):
     """Its own redis-server and an authenticated app, for tests that stop or kill services."""
     from app import create_app
-    from tasks.config import load_config
     from tasks.keys import KeyStore
+    from tasks.settings import Settings
 
     servers: list[RedisServer] = []
 
@@ -136,7 +136,7 @@ def private_stack(session_dir):
         servers.append(redis_server)
         models_file = write_models_file(directory)
         key, _ = KeyStore(redis_server.client()).create(name=f"{name}-tests", rpm=1_000_000)
-        app = create_app(load_config({"REDIS_URL": redis_server.url, "MODELS_FILE": str(models_file)}))
+        app = create_app(Settings.load(redis_url=redis_server.url, models_file=str(models_file)))
         app.test_client_class = keyed_client_class(key)
         return PrivateStack(app, redis_server, ServiceEnv(redis_server.url, models_file, **env_vars))
 

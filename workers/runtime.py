@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from workers.engine import Engine
-from workers.models import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +18,10 @@ _engine: Engine | None = None
 _watchdog_stop = threading.Event()
 
 
-def start(spec: ModelSpec, watchdog_interval: float = 2.0) -> Engine:
+def start(name: str, options: dict[str, Any], watchdog_interval: float = 2.0) -> Engine:
     global _engine
     if _engine is None:
-        engine = Engine(spec)
+        engine = Engine(name, options)
         engine.start()
         _engine = engine
         _watchdog_stop.clear()

@@ -9,8 +9,9 @@ from marshmallow import Schema
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from app import jobs
+from app.context import settings
 from app.errors import InvalidRequest
-from workers.models import ModelSpec
+from tasks.models import ModelSpec
 
 ANONYMOUS = "anonymous"
 
@@ -39,6 +40,6 @@ def run_generation(spec: ModelSpec, job_request: dict[str, Any]) -> Response:
     if stream:
         from app.streaming import sse_response
 
-        timeout = jobs.config()["SYNC_TIMEOUT_SECONDS"]
+        timeout = settings().sync_timeout_seconds
         return sse_response(job_id, job_request, abort_on_disconnect=True, timeout=timeout)
-    return jsonify(jobs.wait_result(job_id, jobs.config()["SYNC_TIMEOUT_SECONDS"]))
+    return jsonify(jobs.wait_result(job_id, settings().sync_timeout_seconds))

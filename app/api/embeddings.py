@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify
 
 from app import jobs
 from app.api.common import load_body, owner
+from app.context import settings
 from app.inference import embedding_request, resolve_model
 from app.schemas.embeddings import EmbeddingRequestSchema
 from tasks.embeddings import TASK_NAME
@@ -29,4 +30,4 @@ def create(model: str | None = None):
     job_request = embedding_request(spec, data)
     jobs.wait_for_worker(spec)
     job_id = jobs.submit(spec, job_request, owner=owner(), stream=False, task=TASK_NAME)["id"]
-    return jsonify(jobs.wait_result(job_id, jobs.config()["SYNC_TIMEOUT_SECONDS"]))
+    return jsonify(jobs.wait_result(job_id, settings().sync_timeout_seconds))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from app.context import settings
 from tasks.heartbeat import live_workers
 
 blueprint = Blueprint("health", __name__)
@@ -20,19 +21,19 @@ blueprint = Blueprint("health", __name__)
 
 @blueprint.get("/health/ready")
 def ready():
-    config = current_app.extensions["inferq.config"]
+    config = settings()
     client = current_app.extensions["inferq.jobstore"].redis
     models: dict[str, dict] = {}
     try:
         client.ping()
-        for model in config["MODELS"]:
-            count = live_workers(client, model, config["WORKER_HEARTBEAT_TTL"])
+        for model in config.models:
+            count = live_workers(client, model, config.worker_heartbeat_ttl)
             models[model] = {"live_workers": count, "ready": count > 0}
     except Exception:  # noqa: BLE001 - any Redis failure means not ready
         body = {
             "status": "unavailable",
             "redis": False,
-            "models": {m: {"live_workers": None, "ready": False} for m in config["MODELS"]},
+            "models": {m: {"live_workers": None, "ready": False} for m in config.models},
         }
         return jsonify(body), 503
     status = "ready" if all(m["ready"] for m in models.values()) else "degraded"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.auth import model_allowed
+from app.context import settings
 from app.errors import ModelNotFound
 from app.schemas.models import ModelSchema
 from tasks.heartbeat import live_workers
@@ -14,14 +15,14 @@ schema = ModelSchema()
 
 
 def _model_objects() -> list[dict]:
-    config = current_app.extensions["inferq.config"]
+    config = settings()
     client = current_app.extensions["inferq.jobstore"].redis
     objects = []
-    for spec in config["MODELS"].values():
+    for spec in config.models.values():
         if not model_allowed(spec.id):
             continue
         try:
-            available = live_workers(client, spec.id, config["WORKER_HEARTBEAT_TTL"]) > 0
+            available = live_workers(client, spec.id, config.worker_heartbeat_ttl) > 0
         except Exception:  # noqa: BLE001 - listing models must not depend on Redis
             available = None
         objects.append(schema.dump({"spec": spec, "available": available}))

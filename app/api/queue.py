@@ -9,6 +9,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from app import jobs
 from app.api.common import load_body, owner
+from app.context import settings
 from app.errors import APIError, InvalidRequest
 from app.idempotency import remember, replay
 from app.inference import chat_request, completion_request, resolve_model
@@ -76,7 +77,7 @@ def submit_completion():
 @blueprint.get("/completions/<job_id>")
 def get_job(job_id: str):
     wait = poll_query.load(request.args)["wait"]
-    maximum = jobs.config()["MAX_POLL_WAIT_SECONDS"]
+    maximum = settings().max_poll_wait_seconds
     if wait > maximum:
         raise InvalidRequest(f"wait must be at most {maximum:g} seconds.", param="wait")
     record = owned_job(job_id, owner())

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from app.api.common import owner
+from app.context import settings
 from app.jobs import store
 from app.schemas.usage import UsageQuerySchema, UsageSchema
 from tasks import usage
-from workers.models import Price
+from tasks.models import Price
 
 blueprint = Blueprint("usage", __name__)
 query_schema = UsageQuerySchema()
@@ -40,7 +41,7 @@ def _priced(model: str | None, counts: dict[str, int], price: Price) -> dict[str
 @blueprint.get("/v1/usage")
 def get_usage():
     query = query_schema.load(request.args)
-    specs = current_app.extensions["inferq.config"]["MODELS"]
+    specs = settings().models
     per_model = usage.totals(store().redis, owner(), usage.dates(query["start"], query["end"]))
     data = [
         _priced(model, counts, specs[model].price if model in specs else Price())

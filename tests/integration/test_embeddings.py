@@ -69,9 +69,9 @@ def test_base64_decodes_to_the_same_floats(embed):
 
 def test_token_arrays_equal_their_text(embed, embed_client):
     from app.tokenizers import ModelTokenizer
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    tokenizer = ModelTokenizer(load_config()["MODELS"][EMBED_MODEL].tokenizer_path)
+    tokenizer = ModelTokenizer(Settings.load().models[EMBED_MODEL].tokenizer_path)
     ids = [tokenizer.encode(text) for text in PARAPHRASE]
     by_text = vectors(embed(input=list(PARAPHRASE)))
     assert vectors(embed(input=ids[0])) == by_text[:1]

@@ -66,7 +66,7 @@ def test_wrong_content_type_is_415(bare_client):
 
 
 def test_body_over_limit_is_413(make_app, redis_server):
-    client = make_app(MAX_CONTENT_LENGTH=1000).test_client()
+    client = make_app(max_content_length=1000).test_client()
     body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x" * 5000}]}
     assert error_of(client.post("/v1/chat/completions", json=body), 413)["code"] == "request_too_large"
 
@@ -77,7 +77,7 @@ def test_unknown_route_and_method(bare_client):
 
 
 def test_no_live_worker_is_503_after_the_configured_wait(make_app, redis_server):
-    client = make_app(WORKER_WAIT_SECONDS=0.5).test_client()
+    client = make_app(worker_wait_seconds=0.5).test_client()
     started = time.monotonic()
     response = client.post("/v1/chat/completions", json={"model": GHOST_MODEL, "messages": MESSAGES})
     elapsed = time.monotonic() - started

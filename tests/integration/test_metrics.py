@@ -57,7 +57,7 @@ def test_traffic_moves_the_counters(client, worker):
 
 
 def test_metrics_are_for_operators_only(make_app, redis_server):
-    app = make_app(METRICS_TOKEN="s3cret-metrics")
+    app = make_app(metrics_token="s3cret-metrics")
     client = app.test_client()
     remote = {"REMOTE_ADDR": "10.1.2.3"}
     assert client.get("/metrics", environ_base=remote, headers={"Authorization": ""}).status_code == 403

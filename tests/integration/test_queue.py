@@ -183,7 +183,7 @@ def test_expired_jobs_never_run(bare_client):
 
 
 def test_finished_jobs_expire_after_retention(make_app, redis_server):
-    client = make_app(JOB_RETENTION_SECONDS=1).test_client()
+    client = make_app(job_retention_seconds=1).test_client()
     job = submit(client, ghost_job())
     client.delete(f"/queue/jobs/{job['id']}")
     time.sleep(2.2)

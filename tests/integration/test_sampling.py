@@ -62,9 +62,9 @@ def test_stop_token_ids(client, chat):
     full = chat(temperature=0, max_tokens=20, logprobs=True)
     tokens = full["choices"][0]["logprobs"]["content"]
     from app.tokenizers import ModelTokenizer
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    tokenizer = ModelTokenizer(load_config()["MODELS"][CHAT_MODEL].local_path)
+    tokenizer = ModelTokenizer(Settings.load().models[CHAT_MODEL].local_path)
     target = tokenizer.encode(tokens[4]["token"], add_special_tokens=False)[0]
     stopped = chat(temperature=0, max_tokens=20, stop_token_ids=[target])
     assert stopped["usage"]["completion_tokens"] <= 5 and stopped["choices"][0]["finish_reason"] == "stop"
@@ -144,9 +144,9 @@ def test_best_of_keeps_the_most_likely_samples(complete):
 
 def test_logit_bias_forces_a_token(chat, complete):
     from app.tokenizers import ModelTokenizer
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    tokenizer = ModelTokenizer(load_config()["MODELS"][CHAT_MODEL].local_path)
+    tokenizer = ModelTokenizer(Settings.load().models[CHAT_MODEL].local_path)
     banana = tokenizer.encode(" banana", add_special_tokens=False)[0]
     body = complete(prompt="I like", max_tokens=3, temperature=0, logit_bias={str(banana): 100})
     assert text(body) == " banana" * 3
@@ -195,9 +195,9 @@ def test_text_completion_logprobs_shape(complete):
 
 def test_token_array_prompt(complete):
     from app.tokenizers import ModelTokenizer
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    ids = ModelTokenizer(load_config()["MODELS"][CHAT_MODEL].local_path).encode("The capital of France is")
+    ids = ModelTokenizer(Settings.load().models[CHAT_MODEL].local_path).encode("The capital of France is")
     assert text(complete(prompt=ids, max_tokens=4, temperature=0)) == text(
         complete(prompt="The capital of France is", max_tokens=4, temperature=0)
     )

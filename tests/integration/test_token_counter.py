@@ -46,9 +46,9 @@ def test_prompt_count_equals_completion_prompt_tokens(client):
 
 def test_counts_with_the_models_own_tokenizer(bare_client):
     transformers = pytest.importorskip("transformers")
-    from tasks.config import load_config
+    from tasks.settings import Settings
 
-    specs = load_config()["MODELS"]
+    specs = Settings.load().models
     text = "Tokenizers differ: ünïcödé, 你好, and émoji 🚀."
     for model in (CHAT_MODEL, EMBED_MODEL):
         reference = transformers.AutoTokenizer.from_pretrained(specs[model].tokenizer_path)

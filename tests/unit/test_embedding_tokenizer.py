@@ -7,10 +7,9 @@ with it as is would pad every input to 128 and hide inputs that are too long.
 import pytest
 
 from app.tokenizers import ModelTokenizer
-from tasks.config import REPO_ROOT
-from workers.models import load_models
+from tasks.settings import Settings
 
-SPEC = load_models(REPO_ROOT / "config" / "models.yaml")["all-minilm-l6-v2"]
+SPEC = Settings.load().models["all-minilm-l6-v2"]
 TEXTS = ["A man is eating food.", "  Spaces\nand LINES ", "Ça va? 你好 émoji 🚀", "word " * 300]
 
 

@@ -3,10 +3,9 @@
 import pytest
 
 from app.tokenizers import ModelTokenizer
-from tasks.config import REPO_ROOT
-from workers.models import load_models
+from tasks.settings import Settings
 
-SPEC = load_models(REPO_ROOT / "config" / "models.yaml")["smollm2-135m-instruct"]
+SPEC = Settings.load().models["smollm2-135m-instruct"]
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [

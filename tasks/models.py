@@ -1,13 +1,14 @@
 """The model registry: which models this deployment serves and how.
 
-It lives at the bottom of the import graph (no Flask, no Celery, no vLLM) so the
-API, the task layer and the engine all read the same description of a model.
+Configuration, not engine code: the API reads it to validate and route, the
+worker to start its engine. `embedded:<name>` paths are resolved against the
+model cache when the file is read, so nothing later needs to know about it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +38,36 @@ class ModelSpec:
     price: Price = field(default_factory=Price)
     tokenizer: str | None = None
     engine: dict[str, Any] = field(default_factory=dict)
+    #: `path` with `embedded:` resolved (set by load_models).
+    local_path: str = ""
 
     @property
     def queue(self) -> str:
         return f"model.{self.id}"
 
     @property
-    def local_path(self) -> str:
-        """Weights location with `embedded:` resolved to the prepared cache."""
-        if self.path.startswith(EMBEDDED_PREFIX):
-            from workers.prepare import embedded_model_path
-
-            return str(embedded_model_path(self.path[len(EMBEDDED_PREFIX) :]))
-        return os.path.expanduser(self.path)
-
-    @property
     def tokenizer_path(self) -> str:
         return os.path.expanduser(self.tokenizer) if self.tokenizer else self.local_path
+
+    def engine_options(self) -> dict[str, Any]:
+        """vLLM's AsyncEngineArgs for this model: the file's `engine` block over the derived ones."""
+        options: dict[str, Any] = {
+            "model": self.local_path,
+            "tokenizer": self.tokenizer_path,
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_concurrency,
+            "disable_log_stats": True,
+            "seed": 0,
+        }
+        if self.kind == "embed":
+            options["runner"] = "pooling"
+        return {**options, **self.engine}
 
 
 def _spec_from_dict(raw: dict[str, Any]) -> ModelSpec:
     data = dict(raw)
-    unknown = set(data) - set(ModelSpec.__dataclass_fields__)
+    unknown = set(data) - (set(ModelSpec.__dataclass_fields__) - {"local_path"})
     if unknown:
         raise ValueError(f"model {data.get('id')!r}: unknown keys {sorted(unknown)}")
     if data.get("kind", "generate") not in KINDS:
@@ -68,11 +77,17 @@ def _spec_from_dict(raw: dict[str, Any]) -> ModelSpec:
     return ModelSpec(**data)
 
 
-def load_models(path: str | Path) -> dict[str, ModelSpec]:
+def _resolve(spec: ModelSpec, cache_dir: str) -> ModelSpec:
+    if spec.path.startswith(EMBEDDED_PREFIX):
+        return replace(spec, local_path=str(Path(cache_dir) / spec.path[len(EMBEDDED_PREFIX) :]))
+    return replace(spec, local_path=os.path.expanduser(spec.path))
+
+
+def load_models(path: str | Path, cache_dir: str) -> dict[str, ModelSpec]:
     """Read a models file into {id: spec}, failing loudly on anything unexpected."""
     with open(path, encoding="utf-8") as fh:
         document = yaml.safe_load(fh) or {}
-    specs = [_spec_from_dict(item) for item in document.get("models", [])]
+    specs = [_resolve(_spec_from_dict(item), cache_dir) for item in document.get("models", [])]
     if not specs:
         raise ValueError(f"{path}: no models configured")
     by_id = {spec.id: spec for spec in specs}
