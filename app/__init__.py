@@ -14,7 +14,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
     from tasks.celery_app import create_celery
-    from tasks.jobstore import JobStore
+    from tasks.dispatch import dispatch
+    from tasks.jobs import JobService
     from tasks.redis_client import redis_client
 
     settings = settings or Settings.load()
@@ -22,9 +23,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.json.sort_keys = False
     app.extensions["inferq.settings"] = settings
-    app.extensions["inferq.jobstore"] = JobStore(redis_client(settings.redis_url), settings.job_retention_seconds)
+    celery = app.extensions["celery"] = create_celery(settings)
+    app.extensions["inferq.jobs"] = JobService(
+        redis_client(settings.redis_url), settings.job_retention_seconds, send=lambda job: dispatch(celery, job)
+    )
     app.extensions["inferq.tokenizers"] = TokenizerCache()
-    app.extensions["celery"] = create_celery(settings)
     register_error_handlers(app)
     auth.init_app(app)  # first: the rate limiter counts against the key it finds
     ratelimit.init_app(app)

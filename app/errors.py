@@ -1,7 +1,8 @@
-"""One error family, rendered the way OpenAI renders errors.
+"""The one error handler: every failure a client can see leaves in OpenAI's envelope.
 
-Every failure a client can see leaves through `APIError`, so SDKs that parse
-`{"error": {"message", "type", "param", "code"}}` always find that shape.
+The error type itself is tasks.protocol.errors.APIError (the worker stores
+the same errors in job records); here marshmallow's and werkzeug's errors are
+turned into it, and it into a response.
 """
 
 from __future__ import annotations
@@ -13,75 +14,11 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from tasks.protocol.errors import APIError, InvalidRequest, ModelNotFound, NotFound, ServiceUnavailable
+
+__all__ = ["APIError", "InvalidRequest", "ModelNotFound", "NotFound", "ServiceUnavailable", "register_error_handlers"]
+
 log = logging.getLogger(__name__)
-
-
-class APIError(Exception):
-    status = 400
-    type = "invalid_request_error"
-    code: str | None = None
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int | None = None,
-        type: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code if code is not None else self.code
-        self.status = status or self.status
-        self.type = type or self.type
-        self.headers = headers or {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    @classmethod
-    def from_dict(cls, body: dict[str, Any], status: int) -> APIError:
-        """Rebuild an error that a worker stored in a job record."""
-        error = body.get("error", body)
-        return cls(
-            error.get("message", "error"),
-            param=error.get("param"),
-            code=error.get("code"),
-            type=error.get("type"),
-            status=status,
-        )
-
-
-class InvalidRequest(APIError):
-    status = 400
-
-
-class ModelNotFound(APIError):
-    status = 404
-    code = "model_not_found"
-
-    def __init__(self, model: str) -> None:
-        super().__init__(f"The model `{model}` does not exist.", param="model")
-
-
-class NotFound(APIError):
-    status = 404
-    code = "not_found"
-
-
-class ServiceUnavailable(APIError):
-    status = 503
-    type = "service_unavailable"
-    code = "no_worker"
-
-
-class GatewayTimeout(APIError):
-    status = 504
-    type = "timeout"
-    code = "timeout"
 
 
 def _first_error(messages: Any, path: str = "") -> tuple[str, str]:

@@ -14,10 +14,14 @@ from flask import current_app
 
 from app.auth import model_allowed
 from app.context import settings
-from app.errors import InvalidRequest, ModelNotFound
-from app.schemas.sampling import sampling_params
 from app.tokenizers import ModelTokenizer, TemplateError
 from tasks.models import ModelSpec
+from tasks.protocol.errors import InvalidRequest, ModelNotFound
+from tasks.protocol.requests import CHAT, COMPLETION, EmbeddingRequest, GenerationRequest
+from workers.sampling import Sampling
+
+#: OpenAI's default max_tokens for text completions.
+DEFAULT_COMPLETION_TOKENS = 16
 
 
 def resolve_model(name: str | None, path_model: str | None = None, kind: str | None = "generate") -> ModelSpec:
@@ -86,64 +90,88 @@ def count_tokens(spec: ModelSpec, data: dict[str, Any]) -> int:
     return len(tokenizer(spec).encode(data["prompt"]))
 
 
-def chat_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
-    prompt = chat_prompt(spec, data)
-    params = sampling_params(data)
-    max_tokens = data.get("max_completion_tokens") or params["max_tokens"]
-    params["max_tokens"] = _check_context(spec, len(prompt), max_tokens, "messages")
-    top = data.get("top_logprobs") if data.get("logprobs") else None
+def sampling(data: dict[str, Any], **decided: Any) -> Sampling:
+    """The engine's sampling options from a loaded body: what the caller set, else Sampling's defaults.
+
+    OpenAI treats an explicit null as "use the default", so None never overrides.
+    """
+    given = {name: data[name] for name in SAMPLING_FIELDS if data.get(name) is not None}
+    for name in ("stop", "stop_token_ids"):
+        if name in given:
+            given[name] = tuple(given[name])
+    if "logit_bias" in given:
+        given["logit_bias"] = tuple((int(token), float(bias)) for token, bias in given["logit_bias"].items())
+    return Sampling(**{**given, **decided})
+
+
+SAMPLING_FIELDS = tuple(
+    name for name in Sampling.__dataclass_fields__ if name not in ("logprobs", "prompt_logprobs", "max_tokens")
+)
+
+
+def _streaming(data: dict[str, Any]) -> dict[str, bool]:
     return {
-        "endpoint": "chat",
-        "model": spec.id,
-        "created": int(time.time()),
-        "prompts": [prompt],
-        "params": params,
-        "top_logprobs": (top or 0) if data.get("logprobs") else None,
-        "stream": data.get("stream", False),
+        "stream": bool(data.get("stream")),
         "include_usage": bool((data.get("stream_options") or {}).get("include_usage")),
     }
 
 
-def completion_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
-    tok = tokenizer(spec)
+def chat_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
+    prompt = chat_prompt(spec, data)
+    max_tokens = _check_context(
+        spec, len(prompt), data.get("max_completion_tokens") or data.get("max_tokens"), "messages"
+    )
+    logprobs = (data.get("top_logprobs") or 0) if data.get("logprobs") else None
+    return GenerationRequest(
+        endpoint=CHAT,
+        model=spec.id,
+        created=int(time.time()),
+        prompts=[prompt],
+        sampling=sampling(data, max_tokens=max_tokens, logprobs=logprobs),
+        **_streaming(data),
+    )
+
+
+def _completion_prompts(tok: ModelTokenizer, data: dict[str, Any]) -> list[list[int]]:
     vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
-    prompts, texts = [], []
+    prompts = []
     for index, prompt in enumerate(data["prompt"]):
         if isinstance(prompt, str):
             ids = tok.encode(prompt)
-            texts.append(prompt)
+        elif any(token < 0 or token >= vocab for token in prompt):
+            raise InvalidRequest(
+                f"prompt[{index}] holds a token id outside the vocabulary (size {vocab}).", param="prompt"
+            )
         else:
-            if any(token >= vocab for token in prompt):
-                raise InvalidRequest(
-                    f"prompt[{index}] holds a token id outside the vocabulary (size {vocab}).", param="prompt"
-                )
             ids = list(prompt)
-            texts.append(tok.decode(ids) if data.get("echo") else "")
         if not ids:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         prompts.append(ids)
-    params = sampling_params(data)
-    if params["max_tokens"] is None:
-        params["max_tokens"] = 16  # OpenAI's default for text completions
+    return prompts
+
+
+def completion_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
+    tok = tokenizer(spec)
+    prompts = _completion_prompts(tok, data)
+    max_tokens = data.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
     for ids in prompts:
-        _check_context(spec, len(ids), params["max_tokens"], "prompt")
-    if data.get("echo") and data.get("logprobs") is not None:
-        raise InvalidRequest("echo cannot be combined with logprobs.", param="echo")
-    return {
-        "endpoint": "completion",
-        "model": spec.id,
-        "created": int(time.time()),
-        "prompts": prompts,
-        "prompt_texts": texts if data.get("echo") else None,
-        "echo": data.get("echo", False),
-        "params": params,
-        "logprobs": data.get("logprobs"),
-        "stream": data.get("stream", False),
-        "include_usage": bool((data.get("stream_options") or {}).get("include_usage")),
-    }
+        _check_context(spec, len(ids), max_tokens, "prompt")
+    logprobs, echo = data.get("logprobs"), bool(data.get("echo"))
+    # `echo` with `logprobs` scores the prompt too (how evaluation harnesses ask for a loglikelihood).
+    prompt_logprobs = logprobs if echo and logprobs is not None else None
+    return GenerationRequest(
+        endpoint=COMPLETION,
+        model=spec.id,
+        created=int(time.time()),
+        prompts=prompts,
+        sampling=sampling(data, max_tokens=max_tokens, logprobs=logprobs, prompt_logprobs=prompt_logprobs),
+        echo=[tok.decode(ids) for ids in prompts] if echo else None,
+        echo_first_tokens=[tok.decode(ids[:1]) for ids in prompts] if prompt_logprobs is not None else None,
+        **_streaming(data),
+    )
 
 
-def embedding_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+def embedding_request(spec: ModelSpec, data: dict[str, Any]) -> EmbeddingRequest:
     """Tokenise every input and refuse, by index, any that the model cannot take."""
     tok = tokenizer(spec)
     vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -165,10 +193,6 @@ def embedding_request(spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
                 code="context_length_exceeded",
             )
         prompts.append(ids)
-    return {
-        "endpoint": "embedding",
-        "model": spec.id,
-        "created": int(time.time()),
-        "prompts": prompts,
-        "encoding_format": data.get("encoding_format", "float"),
-    }
+    return EmbeddingRequest(
+        model=spec.id, created=int(time.time()), prompts=prompts, encoding_format=data.get("encoding_format", "float")
+    )

@@ -31,7 +31,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from app.errors import APIError
 from tasks import stats
 from tasks.heartbeat import live_workers, worker_loads, workers_key
-from tasks.jobstore import LEASES, job_key, queue_key
 
 #: This process's HTTP metrics (in multiprocess mode they are also written to files).
 LOCAL = CollectorRegistry(auto_describe=True)
@@ -69,18 +68,16 @@ class RedisCollector:
 
     def __init__(self, app: Flask) -> None:
         self.config = app.extensions["inferq.settings"]
-        self.redis = app.extensions["inferq.jobstore"].redis
+        self.jobs = app.extensions["inferq.jobs"]
+        self.redis = self.jobs.redis
 
     def collect(self) -> Iterator[Metric]:
         models = list(self.config.models)
         depth = GaugeMetricFamily("inferq_queue_depth", "Jobs waiting in each model's queue.", labels=["model"])
         live = GaugeMetricFamily("inferq_live_workers", "Workers with a fresh heartbeat, per model.", labels=["model"])
         jobs = GaugeMetricFamily("inferq_jobs", "Jobs queued or running now, per model.", labels=["model", "status"])
-        pipe = self.redis.pipeline(transaction=False)
-        for model in models:
-            pipe.zcard(queue_key(model))
-        queued = pipe.execute()
-        running = self._in_progress()
+        queued = self.jobs.queue_depths(models)
+        running = self.jobs.running_per_model()
         for model, count in zip(models, queued, strict=True):
             depth.add_metric([model], count)
             jobs.add_metric([model, "queued"], count)
@@ -89,17 +86,6 @@ class RedisCollector:
         yield from (depth, jobs, live)
         yield from self._counters(models)
         yield from self._engines(models)
-
-    def _in_progress(self) -> dict[str, int]:
-        held = self.redis.zrange(LEASES, 0, -1)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in held:
-            pipe.hmget(job_key(job_id.decode()), "model", "status")
-        counts: dict[str, int] = {}
-        for model, status in pipe.execute() if held else []:
-            if model is not None and status == b"in_progress":
-                counts[model.decode()] = counts.get(model.decode(), 0) + 1
-        return counts
 
     def _counters(self, models: list[str]) -> Iterator[Metric]:
         values = stats.read(self.redis)

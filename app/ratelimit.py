@@ -13,7 +13,7 @@ docs are exempt.
 
 Tokens: a key may also carry `tpm`. Tokens are only known once a job ends, so
 the check is made before a POST is accepted, against the tokens billed in the
-last minute (tasks.usage keeps a per-minute counter, read as a sliding-window
+last minute (tasks.billing keeps a per-minute counter, read as a sliding-window
 estimate). A request is refused once the key is at or over its budget; a
 request that was accepted may still take the key past it. That is the honest
 limit of counting tokens after the fact.
@@ -32,8 +32,8 @@ from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
 from app.auth import current_key, is_public
 from app.errors import APIError
+from tasks.billing import tokens_last_minute
 from tasks.redis_client import MAX_CONNECTIONS
-from tasks.usage import tokens_last_minute
 
 STRATEGY = "sliding-window-counter"
 RESET_AFTER_HEADER = "X-RateLimit-Reset-After"
@@ -61,9 +61,9 @@ def _check_tokens() -> None:
     record = current_key()
     if record is None or not record["tpm"] or request.method != "POST":
         return
-    from app.jobs import store
+    from app.jobs import service
 
-    used = tokens_last_minute(store().redis, record["id"])
+    used = tokens_last_minute(service().redis, record["id"])
     if used >= record["tpm"]:
         retry_after = str(60 - int(time.time()) % 60)
         raise rate_limited(

@@ -68,19 +68,19 @@ async def submit_many(url: str, count: int, concurrency: int, tokens: int) -> tu
 
 
 def drain(stack, ids: list[str], timeout: float = 1800) -> tuple[int, float]:
-    from tasks.jobstore import JobStore
+    from tasks.jobs import JobService
 
-    store = JobStore(stack.redis.client(), 3600)
+    store = JobService(stack.redis.client(), 3600)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        statuses = [store.status(job_id) for job_id in ids]
+        statuses = [store.get(job_id).status for job_id in ids]
         if all(s == "completed" for s in statuses):
             break
         assert not any(s in ("failed", "cancelled", "expired") for s in statuses), statuses
         time.sleep(1)
     records = [store.get(job_id) for job_id in ids]
-    tokens = sum(r["usage"]["completion_tokens"] for r in records)
-    return tokens, max(r["completed_at"] for r in records) - min(r["started_at"] for r in records)
+    tokens = sum(r.usage["completion_tokens"] for r in records)
+    return tokens, max(r.completed_at for r in records) - min(r.started_at for r in records)
 
 
 def offline(prompts: list[list[int]], tokens: int) -> tuple[int, float]:

@@ -1,8 +1,8 @@
-"""Cancelling jobs: queued ones never run, running ones are aborted inside the engine.
+"""Running jobs are aborted inside the engine when cancelled.
 
-The API marks the record and publishes the job id on one channel; every
-worker listens and aborts the job if it is running it, which frees the engine
-slot at once instead of after the last token.
+The job service marks the record and publishes the job id on one channel
+(JobService.cancel); every worker listens and aborts the job if it is running
+it, which frees the engine slot at once instead of after the last token.
 """
 
 from __future__ import annotations
@@ -11,30 +11,15 @@ import logging
 import threading
 from collections.abc import Callable
 
-from tasks.jobstore import CANCELLED_RUNNING, NOT_FOUND, PREFIX, TERMINAL, JobStore
+from tasks.jobs import JobService
 
 log = logging.getLogger(__name__)
-
-CHANNEL = f"{PREFIX}:cancel"
-
-
-def request_cancel(store: JobStore, job_id: str, model: str | None = None) -> int:
-    """Cancel a job and tell the workers; returns JobStore.cancel's outcome."""
-    if model is None:
-        record = store.get(job_id)
-        if record is None:
-            return NOT_FOUND
-        model = record["model"]
-    result = store.cancel(job_id, model)
-    if result == CANCELLED_RUNNING:
-        store.redis.publish(CHANNEL, job_id)
-    return result
 
 
 class CancelListener:
     """Runs in each worker: aborts the jobs this process is running when asked."""
 
-    def __init__(self, store: JobStore, abort: Callable[[str, int], None]) -> None:
+    def __init__(self, store: JobService, abort: Callable[[str, int], None]) -> None:
         self.store, self.abort = store, abort
         self.running: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -55,14 +40,11 @@ class CancelListener:
         with self._lock:
             self.running.pop(job_id, None)
 
-    def cancelled(self, job_id: str) -> bool:
-        return self.store.status(job_id) in TERMINAL
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(self.store.keys.cancel_channel)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from celery import Celery
 
+from tasks.jobs import DEFAULT_PRIORITY
 from tasks.settings import Settings
 
 #: Kombu's Redis transport emulates priorities with one list per step.
 PRIORITY_STEPS = list(range(10))
-DEFAULT_PRIORITY = 5
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -29,19 +29,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
     }
     app.conf.update(
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
         event_serializer="json",
         task_ignore_result=True,  # the job record in Redis is the source of truth
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options=transport,
-        result_backend_transport_options=transport,
         visibility_timeout=settings.visibility_timeout,
         task_default_priority=DEFAULT_PRIORITY,
         task_queue_max_priority=PRIORITY_STEPS[-1],

@@ -1,29 +1,32 @@
-"""Send a job's message to its model's queue: the one place both the API and the reconciler do it."""
+"""Put a job's message on its model's queue: the one place both the API and the reconciler do it.
+
+Only the job id travels. The worker runs the request stored in the job record
+(returned by its claim), so whoever can publish to the broker still cannot
+change what a queued job asks for.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
+
+from tasks.jobs.record import Job
 
 GENERATE_TASK = "inferq.generate"
 EMBED_TASK = "inferq.embed"
-TASK_FOR_ENDPOINT = {"chat": GENERATE_TASK, "completion": GENERATE_TASK, "embedding": EMBED_TASK}
+TASK_FOR_KIND = {"generate": GENERATE_TASK, "embed": EMBED_TASK}
 
 
 def queue_name(model: str) -> str:
     return f"model.{model}"
 
 
-def dispatch(celery: Celery, job_id: str, request: dict[str, Any], priority: int, task: str | None = None) -> None:
-    """Only the job id and the request travel; the task id is the job id (Flower shows it)."""
+def dispatch(celery: Celery, job: Job) -> None:
+    """The task id is the job id, so Flower shows jobs by their id; never the prompt."""
     celery.send_task(
-        task or TASK_FOR_ENDPOINT[request["endpoint"]],
-        args=[job_id, request],
-        queue=queue_name(request["model"]),
-        task_id=job_id,
-        priority=priority,
-        # Flower shows argsrepr instead of the arguments: never the prompt.
-        argsrepr=repr([job_id]),
-        kwargsrepr=repr({"model": request["model"], "endpoint": request["endpoint"]}),
+        TASK_FOR_KIND[job.request.kind],
+        args=[job.id],
+        queue=queue_name(job.model),
+        task_id=job.id,
+        priority=job.priority,
+        kwargsrepr=repr({"model": job.model, "endpoint": job.endpoint}),
     )

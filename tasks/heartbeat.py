@@ -16,15 +16,9 @@ from collections.abc import Callable
 
 import redis
 
-from tasks.jobstore import PREFIX
+from tasks.keyspace import KEYS
 
-
-def workers_key(model: str) -> str:
-    return f"{PREFIX}:workers:{model}"
-
-
-def load_key(model: str) -> str:
-    return f"{PREFIX}:workers:{model}:load"
+workers_key, load_key = KEYS.workers, KEYS.worker_loads
 
 
 def live_workers(client: redis.Redis, model: str, ttl: float) -> int:

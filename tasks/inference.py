@@ -2,57 +2,44 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 from celery import shared_task
 
-from tasks import openai_format
 from tasks.dispatch import GENERATE_TASK
-from tasks.jobstore import JobStore, events_key
+from tasks.jobs import Claim, JobService
+from tasks.protocol import bodies
+from tasks.protocol.requests import GenerationRequest
 from tasks.runner import PartialOutputLost, run_job
 
-log = logging.getLogger(__name__)
 
-TASK_NAME = GENERATE_TASK
-
-
-def run_generation(job_id: str, request: dict[str, Any], store: JobStore) -> dict[str, Any]:
-    """Drive the engine for one job and return the final OpenAI body."""
+def run_generation(claim: Claim, service: JobService) -> dict[str, Any]:
+    """Drive the engine for one job; stream its deltas if asked; return the final OpenAI body."""
     from workers import runtime
-    from workers.sampling import select_best
+    from workers.outputs import Choice, PromptResult, select_best
 
-    engine = runtime.current()
-    n = request["params"].get("n") or 1
-    best_of = request["params"].get("best_of") or n
-    engine_logprobs = request.get("top_logprobs") if request["endpoint"] == "chat" else request.get("logprobs")
-    stream = bool(request.get("stream"))
-    emitted = store.redis.xlen(events_key(job_id)) if stream else 0
-    if emitted:
+    request = claim.request
+    assert isinstance(request, GenerationRequest)
+    if request.stream and service.emitted(claim.job_id):
         raise PartialOutputLost("part of the answer was already streamed when the engine failed")
-    results: list[dict[str, Any]] = [{"prompt_tokens": len(prompt), "choices": {}} for prompt in request["prompts"]]
-    for delta in engine.generate(
-        job_id, request["prompts"], request["params"], stream=stream, logprobs=engine_logprobs
-    ):
-        slot = results[delta.prompt_index]["choices"]
-        merged = slot.setdefault(delta.choice["index"], {**delta.choice, "text": "", "token_ids": [], "logprobs": None})
-        merged["text"] += delta.choice["text"]
-        merged["token_ids"] += delta.choice["token_ids"]
-        if delta.choice["logprobs"] is not None:
-            merged["logprobs"] = (merged["logprobs"] or []) + delta.choice["logprobs"]
-        merged["finish_reason"] = delta.choice["finish_reason"]
-        merged["cumulative_logprob"] = delta.choice["cumulative_logprob"]
-        if stream:
-            store.append_delta(job_id, {"prompt_index": delta.prompt_index, "choice": delta.choice})
-    for result in results:
-        choices = sorted(result["choices"].values(), key=lambda c: c["index"])
-        result["choices"] = select_best(choices, n) if best_of > n else choices
-    return openai_format.completion_body(
-        job_id=job_id, request=request, created=int(request.get("created") or time.time()), results=results
-    )
+    results = [PromptResult(len(prompt)) for prompt in request.prompts]
+    samples: list[dict[int, Choice]] = [{} for _ in request.prompts]
+    for delta in runtime.current().generate(claim.job_id, request.prompts, request.sampling, stream=request.stream):
+        if delta.prompt_logprobs is not None:
+            results[delta.prompt_index].prompt_logprobs = delta.prompt_logprobs
+        sample = samples[delta.prompt_index].setdefault(delta.choice.index, Choice(delta.choice.index))
+        sample.extend(delta.choice)
+        if request.stream:
+            service.append_delta(claim.job_id, delta)
+    computed = 0
+    for result, by_index in zip(results, samples, strict=True):
+        choices = sorted(by_index.values(), key=lambda c: c.index)
+        computed += sum(len(choice.token_ids) for choice in choices)
+        n = request.sampling.n
+        result.choices = select_best(choices, n) if request.sampling.samples > n else choices
+    return bodies.completion_body(claim.job_id, request, results, computed)
 
 
-@shared_task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-def generate(self: Any, job_id: str, request: dict[str, Any]) -> None:
-    run_job(self, job_id, request, run_generation)
+@shared_task(name=GENERATE_TASK, acks_late=True, reject_on_worker_lost=True)
+def generate(job_id: str) -> None:
+    run_job(job_id, run_generation)

@@ -30,13 +30,14 @@ from typing import Any
 
 import redis
 
-PREFIX = "inferq"
+from tasks.keyspace import KEYS
+
 KEY_PREFIX = "sk-"
 #: 32 random bytes = 256 bits, base64url-encoded (43 characters).
 KEY_BYTES = 32
 #: Longer presented keys are refused before hashing (ours are 46 characters).
 MAX_KEY_LENGTH = 200
-INDEX = f"{PREFIX}:keys"
+INDEX = KEYS.api_keys
 _DUMMY_DIGEST = hashlib.sha256(b"inferq: no such key").hexdigest()
 
 
@@ -48,8 +49,7 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def record_key(key_digest: str) -> str:
-    return f"{PREFIX}:key:{key_digest}"
+record_key = KEYS.api_key
 
 
 def display(last4: str) -> str:

@@ -15,14 +15,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from celery import Celery
-
-from tasks.dispatch import dispatch
-from tasks.jobstore import PREFIX, JobStore
+from tasks.jobs import JobService
 
 log = logging.getLogger(__name__)
-
-LOCK_KEY = f"{PREFIX}:reconciler:lock"
 
 
 def celery_held_ids() -> set[str]:
@@ -40,7 +35,7 @@ def celery_held_ids() -> set[str]:
 class LeaseKeeper:
     """Renews the leases of the jobs this worker process holds, and only those."""
 
-    def __init__(self, store: JobStore, interval: float, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
+    def __init__(self, store: JobService, interval: float, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
         self.store, self.interval = store, interval
         self.held: set[str] = set()
         self.held_ids = held_ids
@@ -84,17 +79,10 @@ class LeaseKeeper:
 
 
 class Reconciler:
-    def __init__(
-        self,
-        store: JobStore,
-        celery: Celery,
-        lease_timeout: float,
-        interval: float,
-        on_requeue: Callable[[str], None] | None = None,
-    ) -> None:
-        self.store, self.celery = store, celery
+    def __init__(self, store: JobService, lease_timeout: float, interval: float) -> None:
+        """`store` must have a `send` (it re-sends re-queued jobs' messages)."""
+        self.store = store
         self.lease_timeout, self.interval = lease_timeout, interval
-        self.on_requeue = on_requeue
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -112,19 +100,15 @@ class Reconciler:
 
     def run_once(self) -> tuple[int, int]:
         """One round, if no other worker is running one: (re-queued, expired)."""
-        if not self.store.redis.set(LOCK_KEY, "1", nx=True, px=int(self.interval * 1000)):
+        lock = self.store.keys.reconciler_lock
+        if not self.store.redis.set(lock, "1", nx=True, px=int(self.interval * 1000)):
             return 0, 0
         requeued = expired = 0
-        for job_id in self.store.stale_leases(self.lease_timeout):
-            record = self.store.requeue(job_id)
-            if record is not None:
+        stale, before = self.store.stale_leases(self.lease_timeout)
+        for job_id in stale:
+            if self.store.requeue(job_id, before) is not None:
                 log.warning("job %s was held by a worker that stopped renewing it; re-queued", job_id)
-                dispatch(self.celery, job_id, record["request"], record.get("priority", 5))
                 requeued += 1
-        for job_id in self.store.overdue():
-            record = self.store.get(job_id)
-            if record is None or record["status"] != "queued":
-                self.store.redis.zrem(f"{PREFIX}:deadlines", job_id)
-            elif self.store.end_queued(job_id, record["model"], "expired"):
-                expired += 1
+        for job in self.store.overdue():
+            expired += self.store.end_queued(job, "expired")
         return requeued, expired

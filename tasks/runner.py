@@ -1,21 +1,21 @@
 """The life of one job inside a worker, shared by every task kind.
 
-Claim it (compare-and-set from `queued`), let the cancel listener know, run
-the work on the engine, restart a dead engine and run it again, then write
-exactly one terminal state. Any exception ends the job as `failed` with an
-OpenAI error body: a job never vanishes.
+Claim it (compare-and-set from `queued`, which hands back the stored
+request), let the cancel listener know, run the work on the engine, restart a
+dead engine and run it again, then write exactly one end. Any exception ends
+the job as `failed` with an OpenAI error body: a job never vanishes, and no
+internal error text reaches the client (it goes to the worker's log).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from tasks.cancellation import CancelListener
-from tasks.jobstore import JobStore
-from tasks.reconciler import LeaseKeeper
-from tasks.redis_client import redis_client
+from tasks.jobs import Claim, JobService
+from tasks.protocol.errors import APIError, ServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -23,26 +23,38 @@ log = logging.getLogger(__name__)
 MAX_ENGINE_RESTARTS = 3
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
-#: Set by the worker process once its engine is up (see tasks.worker).
-cancel_listener: CancelListener | None = None
-lease_keeper: LeaseKeeper | None = None
+Work = Callable[[Claim, JobService], dict[str, Any]]
 
-Work = Callable[[str, dict[str, Any], JobStore], dict[str, Any]]
+
+class Tracker(Protocol):
+    def track(self, job_id: str, requests: int) -> None: ...
+    def untrack(self, job_id: str) -> None: ...
+
+
+class Holder(Protocol):
+    def release(self, job_id: str) -> None: ...
+
+
+@dataclass
+class WorkerContext:
+    """What every task of this worker process shares; set once the engine is up (tasks.worker)."""
+
+    service: JobService
+    model: str
+    listener: Tracker
+    leases: Holder
+
+
+_context: WorkerContext | None = None
+
+
+def set_context(context: WorkerContext) -> None:
+    global _context
+    _context = context
 
 
 class PartialOutputLost(RuntimeError):
     """The engine died after part of a streamed answer was sent: it cannot be resent cleanly."""
-
-
-def job_store(task: Any) -> JobStore:
-    settings = task.app.conf.inferq
-    return JobStore(redis_client(settings.redis_url), settings.job_retention_seconds)
-
-
-def error_body(
-    message: str, *, type: str = "server_error", code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def with_engine_restarts(job_id: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -63,42 +75,44 @@ def with_engine_restarts(job_id: str, run: Callable[[], dict[str, Any]]) -> dict
     raise AssertionError("unreachable")
 
 
-def run_job(task: Any, job_id: str, request: dict[str, Any], work: Work) -> None:
+def _failure(exc: Exception, job_id: str) -> APIError:
+    """The one place a worker-side failure becomes the client's error."""
     from workers.engine import EngineDead, RequestRejected
 
-    store = job_store(task)
-    keeper, listener = lease_keeper, cancel_listener
-    attempt = store.start(job_id, request["model"])
-    if attempt is None:
-        log.info("job %s is not queued (already running elsewhere, or ended); skipping", job_id)
-        if keeper is not None:
-            keeper.release(job_id)
+    if isinstance(exc, RequestRejected):
+        return APIError(f"The engine refused the request: {exc}", param=None)
+    if isinstance(exc, (EngineDead, PartialOutputLost)):
+        return ServiceUnavailable("The engine failed while running this job; retry it.", code="engine_failed")
+    log.error("job %s failed", job_id, exc_info=exc)
+    return ServerError("The job failed inside the worker.", code="job_failed")
+
+
+def run_job(job_id: str, work: Work) -> None:
+    context = _context
+    if context is None:
+        raise RuntimeError("no worker context: start workers with `inferq worker --model ...`")
+    claim = context.service.claim(job_id, context.model)
+    if claim is None:
+        log.info("job %s is not queued (running elsewhere, or ended); skipping", job_id)
+        context.leases.release(job_id)
         return
-    if listener is not None:
-        listener.track(job_id, len(request.get("prompts") or [None]))
-
-    def end(status: str, **fields: Any) -> None:
-        store.finish(job_id, attempt=attempt, status=status, **fields)
-
+    context.listener.track(job_id, len(claim.request.prompts))
     try:
-        if store.status(job_id) == "cancelled":
-            end("cancelled", usage=NO_USAGE)  # cancelled between claim and tracking: nothing ran
-            return
-        body = with_engine_restarts(job_id, lambda: work(job_id, request, store))
-    except RequestRejected as exc:
-        end("failed", error=error_body(str(exc), type="invalid_request_error"), error_status=400)
-    except (EngineDead, PartialOutputLost) as exc:
-        end("failed", error=error_body(f"The engine failed: {exc}", code="engine_failed"), error_status=503)
-    except Exception as exc:  # noqa: BLE001 - a job must end with a status, never vanish
-        log.exception("job %s failed", job_id)
-        end("failed", error=error_body(f"The job failed: {exc}"), error_status=500)
-    else:
-        if store.status(job_id) == "cancelled":
-            end("cancelled", usage=body.get("usage"))  # bill what was generated; drop the result
-        else:
-            end("completed", result=body, usage=body.get("usage"))
+        _run_claimed(context.service, claim, work)
     finally:
-        if listener is not None:
-            listener.untrack(job_id)
-        if keeper is not None:
-            keeper.release(job_id)
+        context.listener.untrack(job_id)
+        context.leases.release(job_id)
+
+
+def _run_claimed(service: JobService, claim: Claim, work: Work) -> None:
+    if service.is_cancelled(claim.job_id):
+        service.finish(claim, "cancelled", usage=NO_USAGE)  # cancelled before the listener knew: nothing ran
+        return
+    try:
+        body = with_engine_restarts(claim.job_id, lambda: work(claim, service))
+    except Exception as exc:  # noqa: BLE001 - a job must end with a status, never vanish
+        error = _failure(exc, claim.job_id)
+        service.finish(claim, "failed", error=error.to_dict(), error_status=error.status)
+    else:
+        # A job cancelled while it ran stays cancelled (the finish step decides), billed for what it generated.
+        service.finish(claim, "completed", result=body, usage=body.get("usage"))

@@ -21,8 +21,9 @@ from celery import signals
 from tasks import runner
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
+from tasks.dispatch import dispatch
 from tasks.heartbeat import Heartbeat
-from tasks.jobstore import JobStore
+from tasks.jobs import JobService
 from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
 from tasks.settings import Settings
@@ -64,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("the engine for %s did not start", spec.id)
             raise SystemExit(f"inferq worker: the engine for {spec.id} did not start: {exc}") from exc
 
-    store = JobStore(redis_client(config.redis_url), config.job_retention_seconds)
+    store = JobService(
+        redis_client(config.redis_url), config.job_retention_seconds, send=lambda job: dispatch(celery, job)
+    )
     keeper = LeaseKeeper(store, interval=config.lease_renew_seconds)
-    runner.lease_keeper = keeper
 
     @signals.task_received.connect(weak=False)
     def _hold(request: object = None, **_: object) -> None:
@@ -85,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
         listener = CancelListener(store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
-        reconciler = Reconciler(store, celery, config.lease_timeout_seconds, config.reconcile_seconds)
-        runner.cancel_listener = listener
+        reconciler = Reconciler(store, config.lease_timeout_seconds, config.reconcile_seconds)
+        runner.set_context(runner.WorkerContext(store, spec.id, listener, keeper))
         for part in (beat, listener, keeper, reconciler):
             part.start()
         state.update(heartbeat=beat, listener=listener, reconciler=reconciler)

@@ -15,12 +15,11 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from workers.sampling import build_sampling_params
+from workers.outputs import Delta, convert_choice, convert_logprobs
+from workers.sampling import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -33,55 +32,7 @@ class RequestRejected(ValueError):
     """The engine refused the request itself (bad parameters): retrying cannot help."""
 
 
-@dataclass
-class Delta:
-    """Part of one choice's output: new text and tokens since the last delta."""
-
-    prompt_index: int
-    prompt_tokens: int
-    choice: dict[str, Any]
-    finished: bool
-
-
 _DONE = object()
-
-
-def _logprob_entry(token_id: int, lp: Any) -> dict[str, Any]:
-    return {"token_id": token_id, "token": lp.decoded_token or "", "logprob": float(lp.logprob)}
-
-
-def _convert_logprobs(completion: Any) -> list[dict[str, Any]] | None:
-    if completion.logprobs is None:
-        return None
-    entries = []
-    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False):
-        chosen = position.get(token_id)
-        top = sorted(
-            (_logprob_entry(tid, lp) for tid, lp in position.items()),
-            key=lambda entry: entry["logprob"],
-            reverse=True,
-        )
-        entry = (
-            _logprob_entry(token_id, chosen)
-            if chosen is not None
-            else {"token_id": token_id, "token": "", "logprob": 0.0}
-        )
-        entry["top"] = top
-        entries.append(entry)
-    return entries
-
-
-def convert_completion(completion: Any) -> dict[str, Any]:
-    """A vLLM CompletionOutput as plain JSON-safe data."""
-    return {
-        "index": completion.index,
-        "text": completion.text,
-        "token_ids": list(completion.token_ids),
-        "finish_reason": completion.finish_reason,
-        "stop_reason": completion.stop_reason if isinstance(completion.stop_reason, (str, int)) else None,
-        "cumulative_logprob": completion.cumulative_logprob,
-        "logprobs": _convert_logprobs(completion),
-    }
 
 
 def _embedding_params() -> Any:
@@ -162,28 +113,18 @@ class Engine:
 
     # -- requests ----------------------------------------------------------
     def generate(
-        self,
-        request_id: str,
-        prompts: list[list[int]],
-        params: dict[str, Any],
-        *,
-        stream: bool,
-        logprobs: int | None,
+        self, request_id: str, prompts: list[list[int]], sampling: Sampling, *, stream: bool
     ) -> Iterator[Delta]:
         """Run every prompt of one request at once; yield deltas as they come.
 
         Non-streaming requests ask vLLM for the final output only, which saves
         the worker a Python object per token.
         """
-        from vllm.v1.engine.exceptions import EngineDeadError
-
-        llm = self._llm
-        if llm is None:
-            raise EngineDead("engine is not running")
         from vllm.exceptions import VLLMClientError
 
+        llm = self._require()
         try:
-            sampling = build_sampling_params(params, stream=stream, logprobs=logprobs)
+            params = sampling.to_vllm(stream=stream)
         except (ValueError, VLLMClientError) as exc:
             raise RequestRejected(str(exc)) from exc
         outputs: queue.SimpleQueue = queue.SimpleQueue()
@@ -191,7 +132,7 @@ class Engine:
 
         async def pump(index: int, prompt: list[int]) -> None:
             try:
-                async for output in llm.generate({"prompt_token_ids": prompt}, sampling, ids[index]):
+                async for output in llm.generate({"prompt_token_ids": prompt}, params, ids[index]):
                     outputs.put((index, output))
             except BaseException as exc:  # noqa: BLE001 - handed to the task thread
                 outputs.put((index, exc))
@@ -200,8 +141,7 @@ class Engine:
 
         for index, prompt in enumerate(prompts):
             asyncio.run_coroutine_threadsafe(pump(index, prompt), self._loop)
-        pending = len(prompts)
-        failure: BaseException | None = None
+        pending, failure = len(prompts), None
         try:
             while pending:
                 index, item = outputs.get()
@@ -210,24 +150,29 @@ class Engine:
                 elif isinstance(item, BaseException):
                     failure = failure or item
                 else:
-                    for completion in item.outputs:
-                        yield Delta(
-                            index,
-                            len(item.prompt_token_ids or prompts[index]),
-                            convert_completion(completion),
-                            completion.finish_reason is not None,
-                        )
+                    yield from _deltas(index, prompts[index], item)
         finally:
             if pending:  # the consumer stopped early (cancel, error): free the slots now
                 self.abort(ids)
-        if failure is not None:
-            if isinstance(failure, EngineDeadError) or not self.healthy:
-                raise EngineDead(str(failure)) from failure
-            if isinstance(failure, (ValueError, TypeError, VLLMClientError)):
-                raise RequestRejected(str(failure)) from failure
-            if isinstance(failure, asyncio.CancelledError):
-                return
-            raise failure
+        if failure is not None and not isinstance(failure, asyncio.CancelledError):
+            raise self._classify(failure) from failure
+
+    def _require(self) -> Any:
+        llm = self._llm
+        if llm is None:
+            raise EngineDead("engine is not running")
+        return llm
+
+    def _classify(self, failure: BaseException) -> BaseException:
+        """The one place an engine failure is sorted: retry after a restart, refuse, or fail."""
+        from vllm.exceptions import VLLMClientError
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if isinstance(failure, EngineDeadError) or not self.healthy:
+            return EngineDead(str(failure))
+        if isinstance(failure, (ValueError, TypeError, VLLMClientError)):
+            return RequestRejected(str(failure))
+        return failure
 
     def embed(self, request_id: str, prompts: list[list[int]]) -> list[list[float]]:
         """Pool every input of one request at once and return one vector per input.
@@ -237,12 +182,7 @@ class Engine:
         batches (one request of 256 inputs and 256 requests of one input cost
         the same engine steps).
         """
-        from vllm.exceptions import VLLMClientError
-        from vllm.v1.engine.exceptions import EngineDeadError
-
-        llm = self._llm
-        if llm is None:
-            raise EngineDead("engine is not running")
+        llm = self._require()
         params = _embedding_params()
         ids = self.request_ids(request_id, len(prompts))
 
@@ -259,13 +199,9 @@ class Engine:
 
         results = self._call(pool_all())
         failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is None:
-            return results
-        if isinstance(failure, EngineDeadError) or not self.healthy:
-            raise EngineDead(str(failure)) from failure
-        if isinstance(failure, (ValueError, TypeError, VLLMClientError)):
-            raise RequestRejected(str(failure)) from failure
-        raise failure
+        if failure is not None:
+            raise self._classify(failure) from failure
+        return results
 
     def abort(self, request_ids: list[str] | str) -> None:
         llm = self._llm
@@ -279,10 +215,10 @@ class Engine:
     def request_ids(self, request_id: str, count: int) -> list[str]:
         return [f"{request_id}-{i}" for i in range(count)]
 
-    def wait_healthy(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy:
-                return True
-            time.sleep(0.1)
-        return self.healthy
+
+def _deltas(index: int, prompt: list[int], output: Any) -> Iterator[Delta]:
+    """One engine output of one prompt as deltas; the prompt's logprobs ride on its first."""
+    prompt_logprobs = convert_logprobs(prompt, output.prompt_logprobs)
+    for completion in output.outputs:
+        yield Delta(index, convert_choice(completion), prompt_logprobs)
+        prompt_logprobs = None

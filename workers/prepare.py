@@ -99,4 +99,3 @@ def prepare(root: Path, model_ids: list[str] | None = None) -> dict[str, Path]:
     for model_id in model_ids or list(PREPARERS):
         done[model_id] = PREPARERS[model_id](root / model_id)
     return done
-

@@ -1,50 +1,92 @@
-"""Translate the validated OpenAI-style parameters into vLLM's SamplingParams."""
+"""What the engine is asked to sample, as one typed object, and its vLLM form.
+
+`Sampling` is built once in the API from the validated body (tasks.protocol),
+stored in the job record, and turned into vLLM's SamplingParams here, in the
+only layer that imports vLLM. Each default is written once: on this class.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
-def build_sampling_params(params: dict[str, Any], *, stream: bool, logprobs: int | None) -> Any:
-    """Map one request's parameters onto SamplingParams.
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    #: Samples drawn per prompt when more than `n` (OpenAI's legacy best_of); the `n` best are kept.
+    best_of: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    max_tokens: int | None = None
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    detokenize: bool = True
+    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    #: Alternatives per generated token to report (0 = the chosen token's only); None = no logprobs.
+    logprobs: int | None = None
+    #: Same for the prompt's tokens (`echo` with `logprobs` on text completions).
+    prompt_logprobs: int | None = None
 
-    `best_of` was dropped by vLLM's current engine, so it is emulated: the
-    engine draws `best_of` samples with their cumulative log-probabilities and
-    the caller keeps the `n` best (see `select_best`).
-    """
-    from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
+    @property
+    def samples(self) -> int:
+        """Sequences the engine generates per prompt: what a request costs."""
+        return max(self.n, self.best_of or 1)
 
-    n = params.get("n") or 1
-    best_of = params.get("best_of") or n
-    wants_best_of = best_of > n
-    if wants_best_of and logprobs is None:
-        logprobs = 0  # the cumulative log-probability only comes with logprobs
-    bias = params.get("logit_bias")
-    return SamplingParams(
-        n=best_of,
-        temperature=params.get("temperature", 1.0),
-        top_p=params.get("top_p", 1.0),
-        top_k=params.get("top_k", -1) or -1,
-        min_p=params.get("min_p", 0.0),
-        presence_penalty=params.get("presence_penalty", 0.0),
-        frequency_penalty=params.get("frequency_penalty", 0.0),
-        repetition_penalty=params.get("repetition_penalty", 1.0),
-        seed=params.get("seed"),
-        stop=params.get("stop") or None,
-        stop_token_ids=params.get("stop_token_ids") or None,
-        max_tokens=params.get("max_tokens"),
-        min_tokens=params.get("min_tokens", 0),
-        ignore_eos=params.get("ignore_eos", False),
-        detokenize=params.get("detokenize", True),
-        skip_special_tokens=params.get("skip_special_tokens", True),
-        logit_bias={int(k): v for k, v in bias.items()} if bias else None,
-        logprobs=logprobs,
-        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
-    )
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sampling:
+        data = dict(data)
+        for name in ("stop", "stop_token_ids"):
+            data[name] = tuple(data.get(name) or ())
+        data["logit_bias"] = tuple((int(k), float(v)) for k, v in data.get("logit_bias") or ())
+        return cls(**data)
 
-def select_best(choices: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """Keep the `n` samples with the highest cumulative log-probability, re-indexed."""
-    ranked = sorted(choices, key=lambda c: c.get("cumulative_logprob") or float("-inf"), reverse=True)[:n]
-    return [dict(choice, index=i) for i, choice in enumerate(ranked)]
+    def to_vllm(self, *, stream: bool) -> Any:
+        """vLLM's SamplingParams. Streams ask for deltas; others only for the final output (no object per token).
+
+        `best_of` was dropped by vLLM's current engine, so it is emulated: the
+        engine draws `best_of` samples with their cumulative log-probabilities
+        and the worker keeps the `n` best (`select_best`).
+        """
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        logprobs = self.logprobs
+        if self.samples > self.n and logprobs is None:
+            logprobs = 0  # the cumulative log-probability only comes with logprobs
+        return SamplingParams(
+            n=self.samples,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+            stop=list(self.stop) or None,
+            stop_token_ids=list(self.stop_token_ids) or None,
+            max_tokens=self.max_tokens,
+            min_tokens=self.min_tokens,
+            ignore_eos=self.ignore_eos,
+            detokenize=self.detokenize,
+            skip_special_tokens=self.skip_special_tokens,
+            include_stop_str_in_output=self.include_stop_str_in_output,
+            logit_bias=dict(self.logit_bias) or None,
+            logprobs=logprobs,
+            prompt_logprobs=self.prompt_logprobs,
+            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+        )

@@ -1,19 +1,18 @@
-"""What every view needs: the JSON body, the caller, and the reply to a generation."""
+"""What every generation view needs: the JSON body, and the reply to a job."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Response, jsonify, request
 from marshmallow import Schema
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from app import jobs
 from app.context import settings
-from app.errors import InvalidRequest
 from tasks.models import ModelSpec
-
-ANONYMOUS = "anonymous"
+from tasks.protocol.errors import InvalidRequest
+from tasks.protocol.requests import JobRequest
 
 
 def load_body(schema: Schema) -> dict[str, Any]:
@@ -28,18 +27,13 @@ def load_body(schema: Schema) -> dict[str, Any]:
     return schema.load(body)
 
 
-def owner() -> str:
-    return getattr(g, "owner", ANONYMOUS)
-
-
-def run_generation(spec: ModelSpec, job_request: dict[str, Any]) -> Response:
-    """Send the job through the queue and answer synchronously (or stream it)."""
+def run_generation(spec: ModelSpec, job_request: JobRequest) -> Response:
+    """Send the job through the queue and answer when it ends (or stream it): every synchronous route."""
     jobs.wait_for_worker(spec)
-    stream = bool(job_request.get("stream"))
-    job_id = jobs.submit(spec, job_request, owner=owner(), stream=stream)["id"]
-    if stream:
+    job = jobs.submit(job_request)
+    timeout = settings().sync_timeout_seconds
+    if job_request.stream:
         from app.streaming import sse_response
 
-        timeout = settings().sync_timeout_seconds
-        return sse_response(job_id, job_request, abort_on_disconnect=True, timeout=timeout)
-    return jsonify(jobs.wait_result(job_id, settings().sync_timeout_seconds))
+        return sse_response(job, resumable=False, abort_on_disconnect=True, timeout=timeout)
+    return jsonify(jobs.wait_result(job.id, timeout))

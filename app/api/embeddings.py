@@ -7,14 +7,11 @@ the embedding model runs them on its one engine, batched with everyone else's.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
-from app import jobs
-from app.api.common import load_body, owner
-from app.context import settings
+from app.api.common import load_body, run_generation
 from app.inference import embedding_request, resolve_model
 from app.schemas.embeddings import EmbeddingRequestSchema
-from tasks.embeddings import TASK_NAME
 
 blueprint = Blueprint("embeddings", __name__)
 schema = EmbeddingRequestSchema()
@@ -27,7 +24,4 @@ schema = EmbeddingRequestSchema()
 def create(model: str | None = None):
     data = load_body(schema)
     spec = resolve_model(data.get("model"), model, kind="embed")
-    job_request = embedding_request(spec, data)
-    jobs.wait_for_worker(spec)
-    job_id = jobs.submit(spec, job_request, owner=owner(), stream=False, task=TASK_NAME)["id"]
-    return jsonify(jobs.wait_result(job_id, settings().sync_timeout_seconds))
+    return run_generation(spec, embedding_request(spec, data))

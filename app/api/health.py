@@ -22,7 +22,7 @@ blueprint = Blueprint("health", __name__)
 @blueprint.get("/health/ready")
 def ready():
     config = settings()
-    client = current_app.extensions["inferq.jobstore"].redis
+    client = current_app.extensions["inferq.jobs"].redis
     models: dict[str, dict] = {}
     try:
         client.ping()

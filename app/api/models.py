@@ -16,7 +16,7 @@ schema = ModelSchema()
 
 def _model_objects() -> list[dict]:
     config = settings()
-    client = current_app.extensions["inferq.jobstore"].redis
+    client = current_app.extensions["inferq.jobs"].redis
     objects = []
     for spec in config.models.values():
         if not model_allowed(spec.id):

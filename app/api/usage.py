@@ -10,11 +10,10 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from app.api.common import owner
 from app.context import settings
-from app.jobs import store
+from app.jobs import owner, service
 from app.schemas.usage import UsageQuerySchema, UsageSchema
-from tasks import usage
+from tasks import billing
 from tasks.models import Price
 
 blueprint = Blueprint("usage", __name__)
@@ -42,7 +41,7 @@ def _priced(model: str | None, counts: dict[str, int], price: Price) -> dict[str
 def get_usage():
     query = query_schema.load(request.args)
     specs = settings().models
-    per_model = usage.totals(store().redis, owner(), usage.dates(query["start"], query["end"]))
+    per_model = billing.totals(service().redis, owner(), billing.dates(query["start"], query["end"]))
     data = [
         _priced(model, counts, specs[model].price if model in specs else Price())
         for model, counts in sorted(per_model.items())

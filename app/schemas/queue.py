@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from app.schemas.chat import ChatCompletionRequestSchema
 from app.schemas.completions import CompletionRequestSchema
-from tasks.jobstore import STATUSES
+from tasks.jobs import DEFAULT_PRIORITY, STATUSES
 
 
 class QueueOptions:
@@ -19,7 +19,7 @@ class QueueOptions:
         metadata={"description": "Seconds the job may wait to start before it expires (never runs)."},
     )
     priority = fields.Integer(
-        load_default=5,
+        load_default=DEFAULT_PRIORITY,
         validate=validate.Range(min=0, max=9),
         metadata={"description": "0 runs first, 9 last (as LiteLLM's queue); default 5."},
     )

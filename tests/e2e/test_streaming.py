@@ -66,9 +66,9 @@ def test_usage_chunk_only_when_asked(openai_client):
 
 
 def test_disconnect_aborts_the_generation(api_server, api_key, redis_server):
-    from tasks.jobstore import JobStore
+    from tasks.jobs import JobService
 
-    store = JobStore(redis_server.client(), 3600)
+    store = JobService(redis_server.client(), 3600)
     body = {"model": CHAT_MODEL, "messages": STORY, "max_tokens": 1500, "ignore_eos": True, "stream": True}
     headers = {"Authorization": f"Bearer {api_key}"}
     with (
@@ -81,11 +81,11 @@ def test_disconnect_aborts_the_generation(api_server, api_key, redis_server):
                 break  # hang up mid-stream
     deadline = time.monotonic() + 30
     record = store.get(job_id)
-    while record.get("usage") is None and time.monotonic() < deadline:
+    while record.usage is None and time.monotonic() < deadline:
         time.sleep(0.2)
         record = store.get(job_id)
-    assert record["status"] == "cancelled", "the engine kept generating for a client that left"
-    assert 5 <= record["usage"]["completion_tokens"] < 1500
+    assert record.status == "cancelled", "the engine kept generating for a client that left"
+    assert 5 <= record.usage["completion_tokens"] < 1500
 
 
 def test_queue_stream_resumes_with_last_event_id(api_server, api_key):

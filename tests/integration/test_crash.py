@@ -12,7 +12,8 @@ import time
 import psutil
 import pytest
 
-from tasks.jobstore import TERMINAL, events_key
+from tasks.jobs import TERMINAL
+from tasks.keyspace import KEYS
 from tests.harness import CHAT_MODEL, WorkerProcess
 
 LEASE = {"INFERQ_LEASE_TIMEOUT_SECONDS": "6", "INFERQ_RECONCILE_SECONDS": "2", "INFERQ_LEASE_RENEW_SECONDS": "1"}
@@ -59,7 +60,7 @@ def submit_all(client, count: int, tokens: int = 8) -> list[str]:
 def statuses(store, ids):
     pipe = store.redis.pipeline()
     for job_id in ids:
-        pipe.hget(f"inferq:job:{job_id}", "status")
+        pipe.hget(KEYS.job(job_id), "status")
     return [s.decode() if s else None for s in pipe.execute()]
 
 
@@ -76,15 +77,15 @@ def wait_all_terminal(store, ids, timeout):
 def assert_exactly_one_result_each(store, ids):
     for job_id in ids:
         record = store.get(job_id)
-        assert record["status"] == "completed", record
-        assert record["result"]["usage"]["completion_tokens"] == record["request"]["params"]["max_tokens"]
-        ends = [e for _, e in store.redis.xrange(events_key(job_id)) if e[b"type"] == b"end"]
+        assert record.status == "completed", record
+        assert record.result["usage"]["completion_tokens"] == record.request.sampling.max_tokens
+        ends = [e for _, e in store.redis.xrange(KEYS.events(job_id)) if e[b"type"] == b"end"]
         assert len(ends) == 1, f"{job_id} ended {len(ends)} times"
 
 
 def test_500_jobs_survive_a_sigkilled_worker(crash_stack):
     app, _redis, start_worker = crash_stack
-    store = app.extensions["inferq.jobstore"]
+    store = app.extensions["inferq.jobs"]
     first = start_worker("first", alone=True)
     ids = submit_all(app.test_client(), 500)
     deadline = time.monotonic() + 300
@@ -100,13 +101,13 @@ def test_500_jobs_survive_a_sigkilled_worker(crash_stack):
     final = wait_all_terminal(store, ids, timeout=600)
     assert final == ["completed"] * 500
     assert_exactly_one_result_each(store, ids)
-    rerun = [job_id for job_id in ids if store.get(job_id)["attempts"] > 1]
+    rerun = [job_id for job_id in ids if store.get(job_id).attempts > 1]
     assert rerun, "the jobs the dead worker held should have been re-queued and run again"
 
 
 def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
     app, redis_server, start_worker = crash_stack
-    store = app.extensions["inferq.jobstore"]
+    store = app.extensions["inferq.jobs"]
     worker = start_worker("engine", alone=True)
     ids = submit_all(app.test_client(), 64, tokens=48)
     deadline = time.monotonic() + 120
@@ -132,7 +133,7 @@ def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
 
 def test_jobs_survive_a_redis_restart(crash_stack):
     app, redis_server, start_worker = crash_stack
-    store = app.extensions["inferq.jobstore"]
+    store = app.extensions["inferq.jobs"]
     start_worker("redis", alone=True)
     ids = submit_all(app.test_client(), 100, tokens=16)
     deadline = time.monotonic() + 120

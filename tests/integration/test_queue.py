@@ -141,17 +141,17 @@ def test_cancel_while_queued_never_runs(bare_client):
 def engine_load(client) -> int:
     from tasks.heartbeat import worker_loads
 
-    store = client.application.extensions["inferq.jobstore"]
+    store = client.application.extensions["inferq.jobs"]
     return sum(load["requests"] for load in worker_loads(store.redis, CHAT_MODEL).values())
 
 
 def test_cancel_while_running_aborts_in_the_engine(client):
-    from tasks.jobstore import events_key
+    from tasks.keyspace import KEYS
 
     job = submit(client, {**long_job(1500), "stream": True})
-    redis = client.application.extensions["inferq.jobstore"].redis
+    redis = client.application.extensions["inferq.jobs"].redis
     deadline = time.monotonic() + 60
-    while redis.xlen(events_key(job["id"])) < 5 and time.monotonic() < deadline:
+    while redis.xlen(KEYS.events(job["id"])) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)  # wait until the engine has really produced tokens
     time.sleep(1.5)  # and the worker's heartbeat has reported it
     assert engine_load(client) >= 1

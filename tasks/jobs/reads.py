@@ -1,0 +1,113 @@
+"""The read side of the job service: records, event streams, queue position, listings.
+
+Split from the writes (tasks.jobs.service) only to keep each module small;
+JobService is the one class callers use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from tasks.jobs.record import Job
+from tasks.keyspace import Keyspace
+from workers.outputs import Delta
+
+#: Completions within this window give a model's measured throughput.
+THROUGHPUT_WINDOW_SECONDS = 300.0
+
+
+class JobReads:
+    def __init__(self, client: redis.Redis, keys: Keyspace) -> None:
+        self.redis, self.keys = client, keys
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return Job.from_hash(raw) if raw else None
+
+    # -- waiters -----------------------------------------------------------------------
+    def read_events(self, job_id: str, last_id: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """Events after `last_id`, blocking up to `block_ms` for the first: nobody polls Redis."""
+        reply = self.redis.xread({self.keys.events(job_id): last_id}, block=block_ms)
+        return [
+            (entry_id.decode(), {key.decode(): value.decode() for key, value in fields.items()})
+            for _stream, entries in reply or []
+            for entry_id, fields in entries
+        ]
+
+    def deltas_until(self, job_id: str, last_id: str) -> list[Delta]:
+        """The deltas a client already received before it resumed at `last_id`."""
+        entries = self.redis.xrange(self.keys.events(job_id), "-", last_id)
+        return [Delta.from_json(json.loads(f[b"data"])) for _, f in entries if f.get(b"type") == b"delta"]
+
+    # -- the queue ---------------------------------------------------------------------
+    def position(self, job: Job) -> int | None:
+        """Jobs ahead of this one in its model's queue (priority, then arrival); None unless queued."""
+        if job.status != "queued":
+            return None
+        if job.position is not None:
+            return job.position
+        rank = self.redis.zrank(self.keys.queue(job.model), job.id)
+        return int(rank) if rank is not None else None
+
+    def queue_depths(self, models: list[str]) -> list[int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for model in models:
+            pipe.zcard(self.keys.queue(model))
+        return pipe.execute()
+
+    def running_per_model(self) -> dict[str, int]:
+        """Jobs held by a worker and in progress, per model (what the leases index knows)."""
+        held = self.redis.zrange(self.keys.leases, 0, -1)
+        if not held:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in held:
+            pipe.hmget(self.keys.job(job_id.decode()), "model", "status")
+        counts: dict[str, int] = {}
+        for model, status in pipe.execute():
+            if model is not None and status == b"in_progress":
+                counts[model.decode()] = counts.get(model.decode(), 0) + 1
+        return counts
+
+    def throughput(self, model: str) -> float | None:
+        """Jobs per second this model finished recently; None before any finished."""
+        now, key = time.time(), self.keys.done(model)
+        oldest = self.redis.zrangebyscore(key, now - THROUGHPUT_WINDOW_SECONDS, now, start=0, num=1, withscores=True)
+        if not oldest:
+            return None
+        finished = self.redis.zcount(key, now - THROUGHPUT_WINDOW_SECONDS, now)
+        return finished / max(now - oldest[0][1], 1.0)
+
+    # -- an owner's jobs ---------------------------------------------------------------
+    def owner_page(self, owner: str, status: str | None, limit: int, after: str | None) -> tuple[list[Job], bool]:
+        """Newest first; `after` is the last id of the previous page. Ids past retention are pruned."""
+        key = self.keys.owner_jobs(owner)
+        start = 0
+        if after:
+            rank = self.redis.zrevrank(key, after)
+            if rank is None:
+                return [], False
+            start = rank + 1
+        page: list[Job] = []
+        batch = max(limit * 2, 50)
+        while len(page) <= limit:
+            ids = [raw.decode() for raw in self.redis.zrevrange(key, start, start + batch - 1)]
+            if not ids:
+                break
+            start += len(ids)
+            gone = []
+            for job_id in ids:
+                job = self.get(job_id)
+                if job is None:
+                    gone.append(job_id)
+                elif status is None or job.status == status:
+                    page.append(job)
+            if gone:
+                self.redis.zrem(key, *gone)
+        return page[:limit], len(page) > limit
+
+    def knows(self, owner: str, job_id: str) -> bool:
+        return self.redis.zrevrank(self.keys.owner_jobs(owner), job_id) is not None

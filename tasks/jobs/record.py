@@ -1,0 +1,75 @@
+"""A job as the service hands it out: the stored record, typed.
+
+The record is the source of truth for a job (never Celery's state, which says
+PENDING for ids it has never seen). Its request is the typed request the API
+built, so `stream`, `endpoint`, `model`, `n`... are read from one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.protocol.requests import JobRequest, request_from_json
+
+TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
+STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "expired")
+DEFAULT_PRIORITY = 5
+
+
+@dataclass
+class Job:
+    id: str
+    owner: str
+    model: str
+    status: str
+    request: JobRequest
+    priority: int = DEFAULT_PRIORITY
+    attempts: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    error_status: int | None = None
+    usage: dict[str, int] | None = None
+    #: Known only right after submission (answered by the same round trip).
+    position: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.request.endpoint
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> Job:
+        fields = {key.decode(): value.decode() for key, value in raw.items()}
+
+        def number(name: str) -> float | None:
+            return float(fields[name]) if fields.get(name) else None
+
+        def document(name: str) -> Any:
+            return json.loads(fields[name]) if fields.get(name) else None
+
+        return cls(
+            id=fields["id"],
+            owner=fields["owner"],
+            model=fields["model"],
+            status=fields["status"],
+            request=request_from_json(json.loads(fields["request"])),
+            priority=int(fields.get("priority") or DEFAULT_PRIORITY),
+            attempts=int(fields.get("attempts") or 0),
+            created_at=float(fields["created_at"]),
+            started_at=number("started_at"),
+            completed_at=number("completed_at"),
+            expires_at=number("expires_at"),
+            result=document("result"),
+            error=document("error"),
+            error_status=int(fields["error_status"]) if fields.get("error_status") else None,
+            usage=document("usage"),
+        )
