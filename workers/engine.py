@@ -120,6 +120,26 @@ class Engine:
         Non-streaming requests ask vLLM for the final output only, which saves
         the worker a Python object per token.
         """
+        outputs = self._submit(request_id, prompts, sampling, stream)
+        ids = self.request_ids(request_id, len(prompts))
+        pending, failure = len(prompts), None
+        try:
+            while pending:
+                index, item = outputs.get()
+                if item is _DONE:
+                    pending -= 1
+                elif isinstance(item, BaseException):
+                    failure = failure or item
+                else:
+                    yield from _deltas(index, prompts[index], item)
+        finally:
+            if pending:  # the consumer stopped early (cancel, error): free the slots now
+                self.abort(ids)
+        if failure is not None and not isinstance(failure, asyncio.CancelledError):
+            raise self._classify(failure) from failure
+
+    def _submit(self, request_id: str, prompts: list[list[int]], sampling: Sampling, stream: bool) -> queue.SimpleQueue:
+        """Hand every prompt to the engine's loop; outputs arrive as (prompt index, output | error | _DONE)."""
         from vllm.exceptions import VLLMClientError
 
         llm = self._require()
@@ -141,21 +161,7 @@ class Engine:
 
         for index, prompt in enumerate(prompts):
             asyncio.run_coroutine_threadsafe(pump(index, prompt), self._loop)
-        pending, failure = len(prompts), None
-        try:
-            while pending:
-                index, item = outputs.get()
-                if item is _DONE:
-                    pending -= 1
-                elif isinstance(item, BaseException):
-                    failure = failure or item
-                else:
-                    yield from _deltas(index, prompts[index], item)
-        finally:
-            if pending:  # the consumer stopped early (cancel, error): free the slots now
-                self.abort(ids)
-        if failure is not None and not isinstance(failure, asyncio.CancelledError):
-            raise self._classify(failure) from failure
+        return outputs
 
     def _require(self) -> Any:
         llm = self._llm
