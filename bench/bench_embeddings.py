@@ -21,8 +21,16 @@ import time
 import aiohttp
 from common import table  # noqa: I001 - bench/ is on sys.path
 
+from devstack.processes import (
+    EMBED_MODEL,
+    ApiServer,
+    RedisServer,
+    ServiceEnv,
+    WorkerProcess,
+    temp_dir,
+    write_models_file,
+)
 from tasks.keys import KeyStore
-from tests.harness import EMBED_MODEL, ApiServer, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 SUBJECTS = ["cat", "river", "market", "violin", "glacier", "teacher", "rocket", "garden"]
 VERBS = ["watches", "crosses", "sells", "plays", "melts near", "greets", "passes", "waters"]

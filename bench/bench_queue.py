@@ -25,8 +25,8 @@ import aiohttp
 from common import _headers, table
 from stacks import inferq_stack
 
+from devstack.processes import CHAT_MODEL, REPO
 from tasks.settings import Settings
-from tests.harness import CHAT_MODEL, REPO
 
 TOPICS = ["the sea", "a lighthouse", "autumn", "a city at night", "bread", "mountains", "a cat", "rain"]
 

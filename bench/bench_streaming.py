@@ -24,7 +24,7 @@ import psutil
 from common import _headers, table
 from stacks import inferq_stack, vllm_serve
 
-from tests.harness import CHAT_MODEL, GHOST_MODEL
+from devstack.processes import CHAT_MODEL, GHOST_MODEL
 
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 

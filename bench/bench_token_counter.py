@@ -21,8 +21,16 @@ import time
 
 from common import table  # noqa: I001 - bench/ is on sys.path
 
+from devstack.processes import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    RedisServer,
+    ServiceEnv,
+    WorkerProcess,
+    temp_dir,
+    write_models_file,
+)
 from tasks.keys import KeyStore
-from tests.harness import CHAT_MODEL, EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant. Answer briefly."},

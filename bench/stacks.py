@@ -21,9 +21,7 @@ import common  # noqa: F401 - puts the repository on sys.path
 import requests
 from common import API_KEY_ENV
 
-from tasks.keys import KeyStore
-from tasks.settings import Settings
-from tests.harness import (
+from devstack.processes import (
     ARTIFACTS,
     CHAT_MODEL,
     ApiServer,
@@ -35,6 +33,8 @@ from tests.harness import (
     wait_until,
     write_models_file,
 )
+from tasks.keys import KeyStore
+from tasks.settings import Settings
 
 
 @dataclass

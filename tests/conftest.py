@@ -1,4 +1,15 @@
-"""Session-wide real services: one redis-server, one model worker, one gunicorn.
+"""Levels, and the session-wide real services: one redis-server, one model worker.
+
+Every test lives in the folder of its level, and is marked with it here
+(`pytest -m unit`, `-m "integration or e2e"`, …):
+
+- `tests/unit`: no Redis, no model files, no network, no browser (its own
+  conftest refuses sockets and hides the model cache);
+- `tests/integration`: the real redis-server and a real worker on the real
+  engine (or the real model files), called through Flask's test client;
+- `tests/e2e`: a real gunicorn, called by real clients (the openai SDK,
+  httpx, requests) and by Chromium;
+- `tests/chaos`: kills and restarts of workers, engine cores and Redis.
 
 Starting the vLLM engine costs ~25 s on two cores, so every test that needs
 an engine shares the same worker; tests that kill workers start their own.
@@ -8,11 +19,24 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import EMBED_MODEL, ApiServer, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
+from tests.harness import EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
+
+LEVELS = ("unit", "integration", "e2e", "chaos")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with the level its folder names; a test outside the level folders is an error."""
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder not in LEVELS:
+            raise pytest.UsageError(f"{item.nodeid}: put it under tests/<level>/, one of {', '.join(LEVELS)}")
+        item.add_marker(getattr(pytest.mark, folder))
 
 
 @pytest.fixture(scope="session")
@@ -48,17 +72,10 @@ def worker(service_env):
 
 @pytest.fixture(scope="session")
 def embedding_worker(service_env):
-    """A worker pinned to the embedding model; request it beside `client` or `api_server`."""
+    """A worker pinned to the embedding model; request it beside `client` (or e2e's `api_server`)."""
     process = WorkerProcess(service_env, model=EMBED_MODEL).start()
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="session")
-def api_server(service_env, worker):
-    server = ApiServer(service_env).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from tasks.keys import KeyStore
-from tests.harness import CHAT_MODEL, GHOST_MODEL
+from tests.harness import CHAT_MODEL, GHOST_MODEL, wait_until
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -82,10 +82,22 @@ def test_revocation_takes_effect_on_the_next_request(app, keys):
 
 
 def test_a_key_stops_at_its_expiry(app, keys):
-    key, _ = keys.create(name="short-lived", rpm=1000, expires_at=time.time() + 1.0)
+    expires_at = time.time() + 1.0
+    key, _ = keys.create(name="short-lived", rpm=1000, expires_at=expires_at)
     client = client_for(app, key=key)
     assert client.get("/v1/models").status_code == 200
-    time.sleep(1.2)
+    answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
+
+    def stopped() -> bool:
+        sent = time.time()
+        status = client.get("/v1/models").status_code
+        answers.append((sent, time.time(), status))
+        return status == 401
+
+    wait_until(stopped, 10, "the key to pass its expiry", interval=0.05)
+    # Neither early nor late: refused only once expired, accepted only before.
+    assert all(answered >= expires_at for _, answered, status in answers if status == 401)
+    assert all(sent < expires_at for sent, _, status in answers if status == 200)
     refused(client.get("/v1/models"))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 import time
 
-from tests.harness import CHAT_MODEL, GHOST_MODEL
+from tasks.keyspace import KEYS
+from tests.harness import CHAT_MODEL, GHOST_MODEL, wait_until
 
 SHORT = {
     "model": CHAT_MODEL,
@@ -37,6 +38,10 @@ def submit(client, body, **headers):
     return response.get_json()
 
 
+def redis_of(client):
+    return client.application.extensions["inferq.jobs"].redis
+
+
 def get(client, job_id, **query):
     response = client.get(f"/queue/jobs/{job_id}", query_string=query)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -60,7 +65,13 @@ def test_submit_answers_202_with_a_job_object(client):
     assert job["model"] == CHAT_MODEL and isinstance(job["created_at"], int)
     assert job["urls"]["self"] == f"/queue/jobs/{job['id']}"
     assert job["urls"]["cancel"] == f"/queue/jobs/{job['id']}/cancel"
-    assert "position" in job
+    # The 202 tells the job's place: for the least urgent, newest job of a queue nothing
+    # consumes, exactly the number of jobs already waiting there.
+    waiting = redis_of(client).zcard(KEYS.queue(GHOST_MODEL))
+    last = submit(client, ghost_job(priority=9))
+    assert last["status"] == "queued" and last["position"] == waiting
+    assert get(client, last["id"]).get_json()["position"] == waiting
+    client.delete(f"/queue/jobs/{last['id']}")
 
 
 def test_validation_errors_come_back_at_submit(client):
@@ -141,19 +152,14 @@ def test_cancel_while_queued_never_runs(bare_client):
 def engine_load(client) -> int:
     from tasks.heartbeat import worker_loads
 
-    store = client.application.extensions["inferq.jobs"]
-    return sum(load["requests"] for load in worker_loads(store.redis, CHAT_MODEL).values())
+    return sum(load["requests"] for load in worker_loads(redis_of(client), CHAT_MODEL).values())
 
 
 def test_cancel_while_running_aborts_in_the_engine(client):
-    from tasks.keyspace import KEYS
-
     job = submit(client, {**long_job(1500), "stream": True})
-    redis = client.application.extensions["inferq.jobs"].redis
-    deadline = time.monotonic() + 60
-    while redis.xlen(KEYS.events(job["id"])) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until the engine has really produced tokens
-    time.sleep(1.5)  # and the worker's heartbeat has reported it
+    redis = redis_of(client)
+    wait_until(lambda: redis.xlen(KEYS.events(job["id"])) >= 5, 60, "the engine's first tokens", interval=0.05)
+    wait_until(lambda: engine_load(client) >= 1, 10, "the worker's heartbeat to report the running request")
     assert engine_load(client) >= 1
     cancelled_at = time.monotonic()
     response = client.post(f"/queue/jobs/{job['id']}/cancel")
@@ -161,8 +167,8 @@ def test_cancel_while_running_aborts_in_the_engine(client):
     final = wait_for(client, job["id"], lambda j: j["usage"] is not None, timeout=30)
     assert final["status"] == "cancelled" and "result" not in final
     assert 0 < final["usage"]["completion_tokens"] < 1500  # billed only for what was generated
-    while engine_load(client) > 0 and time.monotonic() - cancelled_at < 10:
-        time.sleep(0.1)
+    remaining = 10 - (time.monotonic() - cancelled_at)
+    wait_until(lambda: engine_load(client) == 0, remaining, "the engine to drop the cancelled request", interval=0.1)
     assert engine_load(client) == 0, "the engine still holds the cancelled request"
     assert time.monotonic() - cancelled_at < 10
 
@@ -177,17 +183,34 @@ def test_cancel_after_completion_is_a_conflict(client):
 def test_expired_jobs_never_run(bare_client):
     job = submit(bare_client, ghost_job(expires_in=1))
     assert job["expires_at"] >= job["created_at"]
-    time.sleep(1.5)
-    expired = get(bare_client, job["id"]).get_json()
+    deadline = bare_client.application.extensions["inferq.jobs"].get(job["id"]).expires_at
+    polls: list[tuple[float, float, str]] = []  # (sent, answered, status)
+
+    def ended():
+        sent = time.time()
+        body = get(bare_client, job["id"]).get_json()
+        polls.append((sent, time.time(), body["status"]))
+        return body if body["status"] != "queued" else None
+
+    expired = wait_until(ended, 10, "the job to pass its expires_in", interval=0.05)
     assert expired["status"] == "expired" and expired["started_at"] is None
+    # Neither early nor late: "expired" only after the deadline, "queued" only before it.
+    assert all(answered > deadline for _, answered, status in polls if status == "expired")
+    assert all(sent < deadline for sent, _, status in polls if status == "queued")
 
 
 def test_finished_jobs_expire_after_retention(make_app, redis_server):
     client = make_app(job_retention_seconds=1).test_client()
     job = submit(client, ghost_job())
-    client.delete(f"/queue/jobs/{job['id']}")
-    time.sleep(2.2)
-    response = client.get(f"/queue/jobs/{job['id']}")
+    cancelled_at = time.time()
+    assert client.delete(f"/queue/jobs/{job['id']}").get_json()["status"] == "cancelled"
+
+    def gone():
+        response = client.get(f"/queue/jobs/{job['id']}")
+        return (response, time.time()) if response.status_code == 404 else None
+
+    response, answered = wait_until(gone, 10, "the finished job to pass its retention", interval=0.05)
+    assert answered >= cancelled_at + 1, "the record went before its retention had passed"
     error = response.get_json()["error"]
     assert response.status_code == 404 and error["code"] == "job_expired" and "expired" in error["message"]
     unknown = client.get("/queue/jobs/job_" + "0" * 32)
@@ -210,15 +233,14 @@ def test_priority_overtakes_a_backlog(client):
     # More than two worker-fulls (64 slots each): the urgent job must jump a real queue, not a batch it fits in.
     backlog = [submit(client, {**long_job(12), "priority": 9, "seed": i}) for i in range(200)]
     urgent = submit(client, {**long_job(12), "priority": 0})
-    queued = get(client, backlog[-1]["id"]).get_json()
     done = get(client, urgent["id"], wait=60).get_json()
     assert done["status"] == "completed"
     finished = [get(client, job["id"], wait=60).get_json() for job in backlog]
     later = sum(1 for job in finished if job["started_at"] > done["started_at"])
     assert later >= 60, f"only {later} backlog jobs started after the urgent one"
     assert all(job["status"] == "completed" for job in finished)  # the backlog is not starved
-    if queued["status"] == "queued":
-        assert queued["position"] > 0
+    # The last of 200 was queued behind others when it was submitted (its 202 says so, taken atomically).
+    assert backlog[-1]["status"] == "queued" and backlog[-1]["position"] > 0
 
 
 def test_estimated_wait_comes_from_measured_throughput(client):
@@ -226,7 +248,9 @@ def test_estimated_wait_comes_from_measured_throughput(client):
         get(client, job["id"], wait=60)
     backlog = [submit(client, {**long_job(24), "seed": i}) for i in range(100)]
     waiting = [get(client, job["id"]).get_json() for job in backlog[-5:]]
-    estimates = [job["estimated_wait_seconds"] for job in waiting if job["status"] == "queued"]
+    # 95+ jobs ahead of each, at most 64 running: all five still wait.
+    assert [job["status"] for job in waiting] == ["queued"] * 5, [job["position"] for job in waiting]
+    estimates = [job["estimated_wait_seconds"] for job in waiting]
     assert estimates and all(e is not None and e > 0 for e in estimates)
     assert estimates == sorted(estimates)
     for job in backlog:

@@ -5,11 +5,9 @@ Runs its own redis-server and worker (it stops both), like test_crash.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.harness import CHAT_MODEL, GHOST_MODEL, WorkerProcess
+from tests.harness import CHAT_MODEL, GHOST_MODEL, WorkerProcess, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +41,7 @@ def test_ready_follows_the_worker_and_redis(ready_stack):
     assert available(client, GHOST_MODEL) is False
 
     worker.stop()  # a clean stop removes the heartbeat at once
-    deadline = time.monotonic() + 20
-    while client.get("/health/ready").get_json()["models"][CHAT_MODEL]["ready"] and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: not client.get("/health/ready").get_json()["models"][CHAT_MODEL]["ready"], 20, "not ready")
     after = client.get("/health/ready")
     assert after.status_code == 200  # Redis answers: the instance stays in rotation, the model is marked
     assert after.get_json()["models"][CHAT_MODEL] == {"live_workers": 0, "ready": False}

@@ -71,11 +71,13 @@ def test_stop_token_ids(client, chat):
 
 
 def test_n_gives_n_choices(chat):
-    body = chat(n=3, max_tokens=8, seed=7)
+    # ignore_eos: every choice runs to max_tokens, so usage must bill exactly n x max_tokens
+    # (a bill for one choice, 8, or any early stop now fails); logprobs count each choice's tokens.
+    body = chat(n=3, max_tokens=8, seed=7, ignore_eos=True, logprobs=True)
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
-    assert (
-        body["usage"]["completion_tokens"] == sum(1 for _ in range(3)) * 8 or body["usage"]["completion_tokens"] <= 24
-    )
+    assert [len(c["logprobs"]["content"]) for c in body["choices"]] == [8, 8, 8]
+    assert [c["finish_reason"] for c in body["choices"]] == ["length"] * 3
+    assert body["usage"]["completion_tokens"] == 3 * 8
 
 
 def test_same_seed_same_text_and_different_seed_differs(chat):

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tasks.keys import KeyStore
-from tests.harness import CHAT_MODEL, GHOST_MODEL
+from tasks.keyspace import KEYS
+from tests.harness import CHAT_MODEL, GHOST_MODEL, wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -108,19 +109,23 @@ def test_bad_range_is_400(make_app, redis_server, new_key):
 
 def test_cancelled_job_is_billed_for_what_it_generated(make_app, worker, new_key):
     client = keyed(make_app, new_key())
-    body = {"model": CHAT_MODEL, "messages": MESSAGES, "max_tokens": 1500, "ignore_eos": True}
+    # Streamed, so that the tokens generated before the cancel can be seen arriving (and waited for).
+    body = {"model": CHAT_MODEL, "messages": MESSAGES, "max_tokens": 1500, "ignore_eos": True, "stream": True}
     job_id = client.post("/queue/chat/completions", json=body).get_json()["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/queue/jobs/{job_id}").get_json()["status"] != "in_progress":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(1.0)
+    wait_until(
+        lambda: client.get(f"/queue/jobs/{job_id}").get_json()["status"] == "in_progress", 60, "the job to start"
+    )
+    redis = client.application.extensions["inferq.jobs"].redis
+    wait_until(lambda: redis.xlen(KEYS.events(job_id)) >= 5, 60, "the first generated tokens", interval=0.05)
     assert client.delete(f"/queue/jobs/{job_id}").status_code == 200
-    deadline = time.monotonic() + 60
-    while (job := client.get(f"/queue/jobs/{job_id}").get_json())["usage"] is None:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+
+    def billed():
+        job = client.get(f"/queue/jobs/{job_id}").get_json()
+        return job if job["usage"] is not None else None
+
+    job = wait_until(billed, 60, "the cancelled job's usage")
     assert job["status"] == "cancelled" and 0 < job["usage"]["completion_tokens"] < 1500
+    assert job["usage"]["completion_tokens"] >= 5  # at least the tokens seen before the cancel
     [entry] = client.get("/v1/usage").get_json()["data"]
     assert entry["completion_tokens"] == job["usage"]["completion_tokens"]
     assert entry["prompt_tokens"] == job["usage"]["prompt_tokens"]

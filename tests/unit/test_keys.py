@@ -1,6 +1,7 @@
 """API keys: format, entropy, hashing and the checks that need no Redis."""
 
 import base64
+import hashlib
 import time
 
 from tasks import keys
@@ -17,7 +18,10 @@ def test_key_is_sk_plus_256_random_bits():
 def test_digest_is_sha256_hex_and_never_the_key():
     key = keys.generate_key()
     digest = keys.digest(key)
-    assert digest == keys.digest(key) and len(digest) == 64 and int(digest, 16) >= 0
+    assert digest == keys.digest(key) and len(digest) == 64
+    # The SHA-256 of the whole key as lowercase hex, computed independently (a hex check alone cannot fail).
+    assert digest == hashlib.sha256(key.encode("utf-8")).hexdigest()
+    assert digest == bytes.fromhex(digest).hex()
     assert key[3:] not in digest and keys.digest(key + "x") != digest
     assert keys.record_key(digest) == f"inferq:key:{digest}"
 

@@ -2,6 +2,8 @@
 
 These tests run their own redis-server and workers (they kill them), with a
 short lease timeout so the reconciler notices a dead worker within seconds.
+Chaos level: every wait here is on an observed condition and fails loudly at
+its deadline.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import time
 import psutil
 import pytest
 
+from tasks.heartbeat import worker_loads
 from tasks.jobs import TERMINAL
 from tasks.keyspace import KEYS
-from tests.harness import CHAT_MODEL, WorkerProcess
+from tests.harness import CHAT_MODEL, WorkerProcess, wait_until
 
 LEASE = {"INFERQ_LEASE_TIMEOUT_SECONDS": "6", "INFERQ_RECONCILE_SECONDS": "2", "INFERQ_LEASE_RENEW_SECONDS": "1"}
 
@@ -65,13 +68,35 @@ def statuses(store, ids):
 
 
 def wait_all_terminal(store, ids, timeout):
+    current = statuses(store, ids)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = statuses(store, ids)
-        if all(s in TERMINAL for s in current):
-            return current
+    while not all(s in TERMINAL for s in current):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all jobs ended: {sum(s not in TERMINAL for s in current)} still open")
         time.sleep(1)
-    raise AssertionError(f"not all jobs ended: {sum(s not in TERMINAL for s in current)} still open")
+        current = statuses(store, ids)
+    return current
+
+
+def wait_counts(store, ids, timeout, **at_least: int) -> list[str]:
+    """Wait until at least so many of the jobs are in each named status; fail loudly otherwise."""
+
+    def reached():
+        current = statuses(store, ids)
+        return current if all(current.count(status) >= n for status, n in at_least.items()) else None
+
+    return wait_until(reached, timeout, f"jobs to reach {at_least}", interval=0.1)
+
+
+def engine_requests(redis_client, worker: WorkerProcess) -> int:
+    """Requests inside this worker's engine, as its heartbeat last reported (dead workers' entries ignored)."""
+    loads = worker_loads(redis_client, CHAT_MODEL)
+    return sum(load["requests"] for name, load in loads.items() if name.endswith(f"-{worker.process.pid}"))
+
+
+def broker_losses(worker: WorkerProcess) -> int:
+    """How often the worker's Celery consumer has reported losing the broker (its log is append-only)."""
+    return worker.log_path.read_text(errors="replace").count("Connection to broker lost")
 
 
 def assert_exactly_one_result_each(store, ids):
@@ -88,12 +113,7 @@ def test_500_jobs_survive_a_sigkilled_worker(crash_stack):
     store = app.extensions["inferq.jobs"]
     first = start_worker("first", alone=True)
     ids = submit_all(app.test_client(), 500)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        current = statuses(store, ids)
-        if current.count("completed") >= 20 and current.count("in_progress") >= 10:
-            break
-        time.sleep(0.2)
+    wait_counts(store, ids, 300, completed=20, in_progress=10)
     first.kill(signal.SIGKILL)
     at_kill = statuses(store, ids)
     assert at_kill.count("in_progress") >= 10, "the kill should catch jobs mid-run"
@@ -110,10 +130,9 @@ def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
     store = app.extensions["inferq.jobs"]
     worker = start_worker("engine", alone=True)
     ids = submit_all(app.test_client(), 64, tokens=48)
-    deadline = time.monotonic() + 120
-    while statuses(store, ids).count("in_progress") < 8 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)
+    wait_counts(store, ids, 120, in_progress=8)
+    # Kill the core while it holds requests mid-generation, as its worker's heartbeat reports them.
+    wait_until(lambda: engine_requests(redis_server.client(), worker) >= 8, 30, "the engine to hold 8 requests")
     cores = [
         p
         for p in psutil.Process(worker.process.pid).children(recursive=True)
@@ -125,8 +144,6 @@ def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
     final = wait_all_terminal(store, ids, timeout=600)
     assert final == ["completed"] * 64
     assert_exactly_one_result_each(store, ids)
-    from tasks.heartbeat import worker_loads
-
     loads = worker_loads(redis_server.client(), CHAT_MODEL)
     assert any(load["restarts"] >= 1 for load in loads.values())
 
@@ -134,13 +151,13 @@ def test_a_dead_engine_core_is_restarted_and_its_jobs_finish(crash_stack):
 def test_jobs_survive_a_redis_restart(crash_stack):
     app, redis_server, start_worker = crash_stack
     store = app.extensions["inferq.jobs"]
-    start_worker("redis", alone=True)
+    worker = start_worker("redis", alone=True)
     ids = submit_all(app.test_client(), 100, tokens=16)
-    deadline = time.monotonic() + 120
-    while statuses(store, ids).count("in_progress") < 8 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_counts(store, ids, 120, in_progress=8)
+    lost_before = broker_losses(worker)
     redis_server.stop()  # SIGTERM: Redis writes its append-only file and exits
-    time.sleep(2)
+    # Keep Redis down until the worker has really lost it (not for a guessed number of seconds).
+    wait_until(lambda: broker_losses(worker) > lost_before, 60, "the worker to notice Redis is gone", interval=0.1)
     redis_server.start()
     final = wait_all_terminal(store, ids, timeout=600)
     assert final == ["completed"] * 100

@@ -1,4 +1,9 @@
-"""The API's tokeniser must count exactly what the engine's tokenizer counts."""
+"""The API's tokeniser must count exactly what the engine's tokenizer counts.
+
+Integration level: it compares against the prepared model's own files and
+transformers' tokenizer (`make models`). The model-free logic of
+ModelTokenizer is covered in tests/unit/test_model_tokenizer.py.
+"""
 
 import pytest
 
@@ -19,7 +24,8 @@ CONVERSATIONS = [
 
 @pytest.fixture(scope="module")
 def reference():
-    transformers = pytest.importorskip("transformers")
+    import transformers  # installed with the engine (`.[cpu]`): at this level a skip would hide the check
+
     return transformers.AutoTokenizer.from_pretrained(SPEC.local_path)
 
 

@@ -1,6 +1,7 @@
 """Flower for operators: behind basic auth, lists each model's worker, never shows a prompt.
 
-The browser test drives Debian's headless Chromium (installed by `make browser`)
+The browser test drives Debian's headless Chromium (installed by `make browser`;
+at the e2e level it is required, so a missing browser fails rather than skips)
 against a real Flower on the session's Redis while the session worker runs,
 and keeps a screenshot of the workers page in test-artifacts/.
 """
@@ -89,8 +90,7 @@ def test_flower_shows_each_models_worker_and_queue(flower, worker):
 
 def test_browser_lists_the_worker(flower, worker):
     binary = chromium()
-    if binary is None:
-        pytest.skip("Debian's chromium is not installed (run `make browser`)")
+    assert binary, "Debian's chromium is not installed: e2e needs it (`make browser`)"
     url, (user, password) = flower
     name = wait_until(
         lambda: next((n for n in flower_workers(url, (user, password)) if n.startswith(f"{CHAT_MODEL}@")), None),

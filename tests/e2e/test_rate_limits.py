@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tasks.keys import KeyStore
-from tests.harness import ApiServer
+from tests.harness import ApiServer, ServiceEnv, wait_until
 
 RPM = 12
 
@@ -38,9 +38,11 @@ def keys(redis_server):
     return KeyStore(redis_server.client())
 
 
-def get(base_url, key):
+def get(base_url, key, probe=None):
     headers = {"Authorization": f"Bearer {key}", "Connection": "close"}
-    return requests.get(base_url + "/v1/models", headers=headers, timeout=30)
+    return requests.get(
+        base_url + "/v1/models", headers=headers, params={"probe": probe} if probe else None, timeout=30
+    )
 
 
 def test_one_budget_across_processes_and_429_with_headers(two_servers, keys):
@@ -77,10 +79,30 @@ def test_a_burst_at_two_workers_gets_exactly_the_limit(two_worker_api, keys):
     assert statuses.count(200) == RPM and statuses.count(429) == 2 * RPM, statuses
 
 
-def test_nothing_logs_the_key(two_worker_api, keys):
+@pytest.fixture(scope="module")
+def verbose_api(service_env):
+    """The shipped gunicorn, plus everything an operator could turn on: the access log and debug level."""
+    env = ServiceEnv(
+        service_env.vars["INFERQ_REDIS_URL"], service_env.vars["INFERQ_MODELS_FILE"], INFERQ_LOG_LEVEL="debug"
+    )
+    server = ApiServer(env, workers=2, log_name="api-verbose.log", extra_args=["--access-logfile", "-"])
+    server.log_path.unlink(missing_ok=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_nothing_logs_the_key(verbose_api, keys):
     key, _ = keys.create(name="secret", rpm=RPM)
-    assert get(two_worker_api.url, key).status_code == 200
-    assert get(two_worker_api.url, "sk-wrong-key").status_code == 401
-    time.sleep(0.5)
-    log = two_worker_api.log_path.read_text(errors="replace")
+    marker = f"probe-{time.time_ns()}"  # names this test's requests in the log
+    assert get(verbose_api.url, key, marker).status_code == 200
+    assert get(verbose_api.url, "sk-wrong-key", marker).status_code == 401
+    # The log must really record these requests, or their absence below would prove nothing.
+
+    def logged() -> str | None:
+        text = verbose_api.log_path.read_text(errors="replace")
+        return text if text.count(marker) >= 2 else None
+
+    log = wait_until(logged, 10, "both requests in the access log")
+    assert f"/v1/models?probe={marker}" in log and '" 200 ' in log and '" 401 ' in log
     assert key not in log and key[3:] not in log and "sk-wrong-key" not in log
