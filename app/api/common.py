@@ -1,30 +1,15 @@
-"""What every view needs: the JSON body, the caller, and the reply to a generation."""
+"""What every view needs: the caller, and the reply to a generation (bodies: app.api.routing)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify, request
-from marshmallow import Schema
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from flask import Response, g, jsonify
 
 from app import jobs
-from app.errors import InvalidRequest
 from workers.models import ModelSpec
 
 ANONYMOUS = "anonymous"
-
-
-def load_body(schema: Schema) -> dict[str, Any]:
-    if not request.is_json:
-        raise UnsupportedMediaType("Content-Type must be application/json.")
-    try:
-        body = request.get_json()
-    except BadRequest as exc:
-        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return schema.load(body)
 
 
 def owner() -> str:
