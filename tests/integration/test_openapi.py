@@ -19,6 +19,7 @@ from flask_smorest.spec.plugins import FlaskPlugin
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from app.auth import is_public
 from tests.harness import CHAT_MODEL, EMBED_MODEL
 
 MAX_TOKENS = 4
@@ -82,6 +83,14 @@ def test_every_route_is_documented(make_app, redis_server):
             assert operation.get("summary"), (method, path)
     assert spec["paths"]["/health/ready"]["get"]["security"] == []
     assert all(not name.endswith(("1", "2")) for name in spec["components"]["schemas"]), "a schema name clashed"
+
+
+def test_public_operations_are_the_key_free_paths(make_app, redis_server):
+    """An operation documented with `security: []` is exactly one that app.auth lets through without a key."""
+    spec = get_spec(make_app())
+    for path, method in operations_of(spec):
+        documented_public = spec["paths"][path][method.lower()].get("security") == []
+        assert documented_public == is_public(path), (method, path)
 
 
 def test_an_undocumented_route_is_caught(make_app, redis_server):
