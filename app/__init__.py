@@ -31,12 +31,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     auth.init_app(app)  # first: the rate limiter counts against the key it finds
     ratelimit.init_app(app)
-    register_blueprints(app)
     metrics.init_app(app)
-    openapi.init_app(app)
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok"}
-
+    register_blueprints(openapi.init_app(app))  # /openapi.json and /docs, then every resource
     return app

@@ -1,12 +1,15 @@
-"""HTTP blueprints, one per OpenAI resource."""
+"""HTTP blueprints, one per OpenAI resource, each registered under its URL prefixes."""
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.openapi import Api
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(api: Api) -> None:
     from app.api import chat, completions, embeddings, health, models, queue, usage, utils
 
     for module in (chat, completions, embeddings, health, models, queue, usage, utils):
-        app.register_blueprint(module.blueprint)
+        api.register_resource(module.blueprint)

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-from app.api.common import load_body, run_generation
+from app.api.common import run_generation
+from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
 from app.inference import chat_request, resolve_model
-from app.schemas.chat import ChatCompletionRequestSchema
+from app.schemas.chat import ChatCompletionRequestSchema, ChatCompletionSchema
 
-blueprint = Blueprint("chat", __name__)
-schema = ChatCompletionRequestSchema()
+blueprint = Blueprint("chat", __name__, tag="Chat", prefixes=GENERATION, description="Chat completions.")
 
 
 @blueprint.post("/chat/completions")
-@blueprint.post("/v1/chat/completions")
-@blueprint.post("/api/v1/chat/completions")
-@blueprint.post("/engines/<path:model>/chat/completions")
-@blueprint.post("/openai/deployments/<path:model>/chat/completions")
-def create(model: str | None = None):
-    data = load_body(schema)
+@blueprint.arguments(ChatCompletionRequestSchema)
+@blueprint.response(200, ChatCompletionSchema)
+@blueprint.streams
+@blueprint.errors(*GENERATION_ERRORS)
+def create(data: dict, model: str | None = None):
+    """Create a chat completion (waits for the worker; SSE with `stream: true`)."""
     spec = resolve_model(data.get("model"), model)
     return run_generation(spec, chat_request(spec, data))

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-from app.api.common import load_body, run_generation
+from app.api.common import run_generation
+from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
 from app.inference import completion_request, resolve_model
-from app.schemas.completions import CompletionRequestSchema
+from app.schemas.completions import CompletionRequestSchema, CompletionSchema
 
-blueprint = Blueprint("completions", __name__)
-schema = CompletionRequestSchema()
+blueprint = Blueprint("completions", __name__, tag="Completions", prefixes=GENERATION, description="Text completions.")
 
 
 @blueprint.post("/completions")
-@blueprint.post("/v1/completions")
-@blueprint.post("/engines/<path:model>/completions")
-@blueprint.post("/openai/deployments/<path:model>/completions")
-def create(model: str | None = None):
-    data = load_body(schema)
+@blueprint.arguments(CompletionRequestSchema)
+@blueprint.response(200, CompletionSchema)
+@blueprint.streams
+@blueprint.errors(*GENERATION_ERRORS)
+def create(data: dict, model: str | None = None):
+    """Create a text completion (waits for the worker; SSE with `stream: true`)."""
     spec = resolve_model(data.get("model"), model)
     return run_generation(spec, completion_request(spec, data))

@@ -7,21 +7,19 @@ the embedding model runs them on its one engine, batched with everyone else's.
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-from app.api.common import load_body, run_generation
+from app.api.common import run_generation
+from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
 from app.inference import embedding_request, resolve_model
-from app.schemas.embeddings import EmbeddingRequestSchema
+from app.schemas.embeddings import EmbeddingListSchema, EmbeddingRequestSchema
 
-blueprint = Blueprint("embeddings", __name__)
-schema = EmbeddingRequestSchema()
+blueprint = Blueprint("embeddings", __name__, tag="Embeddings", prefixes=GENERATION, description="Embeddings.")
 
 
 @blueprint.post("/embeddings")
-@blueprint.post("/v1/embeddings")
-@blueprint.post("/engines/<path:model>/embeddings")
-@blueprint.post("/openai/deployments/<path:model>/embeddings")
-def create(model: str | None = None):
-    data = load_body(schema)
+@blueprint.arguments(EmbeddingRequestSchema)
+@blueprint.response(200, EmbeddingListSchema)
+@blueprint.errors(*GENERATION_ERRORS)
+def create(data: dict, model: str | None = None):
+    """Embed one or more inputs."""
     spec = resolve_model(data.get("model"), model, kind="embed")
     return run_generation(spec, embedding_request(spec, data))

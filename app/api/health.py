@@ -1,4 +1,4 @@
-"""`GET /health/ready`: can this API instance do its job right now?
+"""`GET /health` (the process answers) and `GET /health/ready`: can this API instance do its job right now?
 
 Ready means Redis answers: without it nothing works (no job can be written),
 so that is the only 503 - a load balancer should take this instance out of
@@ -11,16 +11,30 @@ state is in the body (`ready`, `live_workers`) and `status` says `degraded`.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 
+from app.api.routing import Blueprint
 from app.context import settings
+from app.schemas.health import HealthSchema, ReadinessSchema
 from tasks.heartbeat import live_workers
 
-blueprint = Blueprint("health", __name__)
+blueprint = Blueprint("health", __name__, tag="Operations", prefixes={"": ""}, description="Health checks and metrics.")
+
+
+@blueprint.get("/health")
+@blueprint.response(200, HealthSchema)
+@blueprint.public
+def health():
+    """Liveness: the process answers."""
+    return {"status": "ok"}
 
 
 @blueprint.get("/health/ready")
+@blueprint.response(200, ReadinessSchema)
+@blueprint.alt_response(503, schema=ReadinessSchema, description="Redis does not answer")
+@blueprint.public
 def ready():
+    """Readiness: Redis answers (503 if not); per model, its live workers."""
     config = settings()
     client = current_app.extensions["inferq.jobs"].redis
     models: dict[str, dict] = {}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 
+from app.api.routing import PLAIN, Blueprint
 from app.auth import model_allowed
 from app.context import settings
 from app.errors import ModelNotFound
-from app.schemas.models import ModelSchema
+from app.schemas.models import ModelListSchema, ModelSchema
 from tasks.heartbeat import live_workers
 
-blueprint = Blueprint("models", __name__)
+blueprint = Blueprint("models", __name__, tag="Models", prefixes=PLAIN, description="The models served.")
 schema = ModelSchema()
 
 
@@ -30,14 +31,18 @@ def _model_objects() -> list[dict]:
 
 
 @blueprint.get("/models")
-@blueprint.get("/v1/models")
+@blueprint.response(200, ModelListSchema)
+@blueprint.errors(401, 429)
 def list_models():
+    """List the models served, each with `available` (a live worker)."""
     return jsonify({"object": "list", "data": _model_objects()})
 
 
 @blueprint.get("/models/<path:model>")
-@blueprint.get("/v1/models/<path:model>")
+@blueprint.response(200, ModelSchema)
+@blueprint.errors(401, 404, 429)
 def retrieve(model: str):
+    """Retrieve one model."""
     for item in _model_objects():
         if item["id"] == model:
             return jsonify(item)

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import re
+from functools import wraps
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app import jobs
-from app.api.common import load_body
+from app.api.routing import SSE, SSE_SCHEMA, Blueprint
 from app.context import settings
 from app.inference import chat_request, completion_request, resolve_model
 from app.queue_jobs import job_object, list_jobs, long_poll, retry_after
-from app.schemas.queue import JobListQuerySchema, PollQuerySchema, QueueChatRequestSchema, QueueCompletionRequestSchema
+from app.schemas.queue import (
+    JobListQuerySchema,
+    JobListSchema,
+    JobSchema,
+    PollQuerySchema,
+    QueueChatRequestSchema,
+    QueueCompletionRequestSchema,
+)
 from app.streaming import sse_response
 from tasks.jobs import ALREADY_ENDED, Idempotency, Job
 from tasks.protocol.errors import APIError, InvalidRequest
 
-blueprint = Blueprint("queue", __name__, url_prefix="/queue")
+blueprint = Blueprint("queue", __name__, tag="Queue", prefixes={"": "/queue"}, description="Queued jobs.")
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 MAX_IDEMPOTENCY_KEY = 255
-chat_schema = QueueChatRequestSchema()
-completion_schema = QueueCompletionRequestSchema()
-list_query = JobListQuerySchema()
-poll_query = PollQuerySchema()
 
 
 def _job_response(job: Job, status: int = 200):
@@ -37,7 +41,7 @@ def _job_response(job: Job, status: int = 200):
 
 
 def _idempotency() -> Idempotency | None:
-    """The caller's Idempotency-Key, scoped to its API key by the job service."""
+    """The caller's Idempotency-Key (the job service scopes it to the API key)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -46,47 +50,76 @@ def _idempotency() -> Idempotency | None:
     return Idempotency.of(key, request.get_data())
 
 
-def _submit(schema, build):
-    if not request.is_json:
-        raise UnsupportedMediaType("Content-Type must be application/json.")
-    idempotency = _idempotency()
-    data = load_body(schema)
+def _replayed(view):
+    """Answer a repeated Idempotency-Key with its job before the body is parsed (415 first, as ever)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not request.is_json:
+            raise UnsupportedMediaType("Content-Type must be application/json.")
+        idempotency = _idempotency()
+        earlier = jobs.service().replay(jobs.owner(), idempotency) if idempotency else None
+        if earlier is not None:
+            return _job_response(earlier, 202)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _submit(data, build):
     spec = resolve_model(data.get("model"))
     job = jobs.submit(
         build(spec, data),
         priority=data["priority"],
         expires_in=data.get("expires_in"),
         listed=True,
-        idempotency=idempotency,
+        idempotency=_idempotency(),
     )
     return _job_response(job, 202)
 
 
 @blueprint.post("/chat/completions")
-def submit_chat():
-    return _submit(chat_schema, chat_request)
+@_replayed
+@blueprint.arguments(QueueChatRequestSchema)
+@blueprint.response(202, JobSchema)
+@blueprint.errors(400, 401, 404, 409, 415, 429)
+def submit_chat(data: dict):
+    """Queue a chat completion; answers 202 with the job at once."""
+    return _submit(data, chat_request)
 
 
 @blueprint.post("/completions")
-def submit_completion():
-    return _submit(completion_schema, completion_request)
+@_replayed
+@blueprint.arguments(QueueCompletionRequestSchema)
+@blueprint.response(202, JobSchema)
+@blueprint.errors(400, 401, 404, 409, 415, 429)
+def submit_completion(data: dict):
+    """Queue a text completion; answers 202 with the job at once."""
+    return _submit(data, completion_request)
 
 
-@blueprint.get("/jobs/<job_id>")
-@blueprint.get("/chat/completions/<job_id>")
-@blueprint.get("/completions/<job_id>")
-def get_job(job_id: str):
-    wait = poll_query.load(request.args)["wait"]
+# One view, polled under each path a submitter may know the job by.
+@blueprint.get("/jobs/<job_id>", endpoint="get_job")
+@blueprint.get("/chat/completions/<job_id>", endpoint="get_chat_job")
+@blueprint.get("/completions/<job_id>", endpoint="get_completion_job")
+@blueprint.arguments(PollQuerySchema, location="query")
+@blueprint.response(200, JobSchema)
+@blueprint.errors(400, 401, 404, 429)
+def get_job(query: dict, job_id: str):
+    """Poll a job (long-poll with `wait`)."""
+    wait = query["wait"]
     maximum = settings().max_poll_wait_seconds
     if wait > maximum:
         raise InvalidRequest(f"wait must be at most {maximum:g} seconds.", param="wait")
-    job = jobs.service().owned(job_id, jobs.owner())
-    return _job_response(long_poll(job, wait))
+    return _job_response(long_poll(jobs.service().owned(job_id, jobs.owner()), wait))
 
 
-@blueprint.delete("/jobs/<job_id>")
-@blueprint.post("/jobs/<job_id>/cancel")
+@blueprint.delete("/jobs/<job_id>", endpoint="cancel_job")
+@blueprint.post("/jobs/<job_id>/cancel", endpoint="cancel_job_post")
+@blueprint.response(200, JobSchema)
+@blueprint.errors(401, 404, 409, 429)
 def cancel_job(job_id: str):
+    """Cancel a job."""
     service = jobs.service()
     job = service.owned(job_id, jobs.owner())
     if service.cancel(job) == ALREADY_ENDED and job.status != "cancelled":
@@ -99,7 +132,10 @@ def cancel_job(job_id: str):
 
 
 @blueprint.get("/jobs/<job_id>/stream")
+@blueprint.response(200, SSE_SCHEMA, content_type=SSE)
+@blueprint.errors(400, 401, 404, 429)
 def stream_job(job_id: str):
+    """Stream a job's output as server-sent events (resumable with Last-Event-ID)."""
     job = jobs.service().owned(job_id, jobs.owner())
     last_event_id = request.headers.get("Last-Event-ID", "0-0")
     if not EVENT_ID.fullmatch(last_event_id):
@@ -108,8 +144,11 @@ def stream_job(job_id: str):
 
 
 @blueprint.get("/jobs")
-def list_all():
-    query = list_query.load(request.args)
+@blueprint.arguments(JobListQuerySchema, location="query")
+@blueprint.response(200, JobListSchema)
+@blueprint.errors(400, 401, 429)
+def list_all(query: dict):
+    """List the caller's queued jobs, newest first."""
     data, has_more = list_jobs(jobs.owner(), query["status"], query["limit"], query["after"])
     return jsonify(
         {

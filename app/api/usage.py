@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
 
+from app.api.routing import PLAIN, Blueprint
 from app.context import settings
 from app.jobs import owner, service
 from app.schemas.usage import UsageQuerySchema, UsageSchema
 from tasks import billing
 from tasks.models import Price
 
-blueprint = Blueprint("usage", __name__)
-query_schema = UsageQuerySchema()
+blueprint = Blueprint("usage", __name__, tag="Usage", prefixes=PLAIN, description="Tokens and cost per key.")
 schema = UsageSchema()
 
 
@@ -37,9 +37,11 @@ def _priced(model: str | None, counts: dict[str, int], price: Price) -> dict[str
 
 
 @blueprint.get("/usage")
-@blueprint.get("/v1/usage")
-def get_usage():
-    query = query_schema.load(request.args)
+@blueprint.arguments(UsageQuerySchema, location="query")
+@blueprint.response(200, UsageSchema)
+@blueprint.errors(400, 401, 429)
+def get_usage(query: dict):
+    """The caller's tokens and cost per model over a date range."""
     specs = settings().models
     per_model = billing.totals(service().redis, owner(), billing.dates(query["start"], query["end"]))
     data = [

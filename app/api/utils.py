@@ -9,19 +9,21 @@ queue takes ~17 ms (~4.5 ms of it outside the task) and needs a live worker.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 
-from app.api.common import load_body
+from app.api.routing import PLAIN, Blueprint
 from app.inference import count_tokens, resolve_model
-from app.schemas.token_counter import TokenCounterRequestSchema
+from app.schemas.token_counter import TokenCounterRequestSchema, TokenCounterSchema
 
-blueprint = Blueprint("utils", __name__)
-schema = TokenCounterRequestSchema()
+blueprint = Blueprint("utils", __name__, tag="Utilities", prefixes=PLAIN, description="Tokenizer utilities.")
 
 
 @blueprint.post("/utils/token_counter")
-def token_counter():
-    data = load_body(schema)
+@blueprint.arguments(TokenCounterRequestSchema)
+@blueprint.response(200, TokenCounterSchema)
+@blueprint.errors(400, 401, 404, 415, 429)
+def token_counter(data: dict):
+    """Count the tokens of a prompt or conversation on a model."""
     spec = resolve_model(data["model"], kind=None)
     return jsonify(
         {

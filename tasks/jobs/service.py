@@ -108,13 +108,13 @@ class JobService(JobReads):
         (a different body is a 409), and of two racing submissions one wins.
         """
         if idempotency is not None:
-            earlier = self._replay(owner, idempotency)
+            earlier = self.replay(owner, idempotency)
             if earlier is not None:
-                return self.owned(earlier, owner)
+                return earlier
         job = self._write(owner, request, priority, expires_in, listed)
         if idempotency is not None and not self._remember(owner, idempotency, job.id):
             self.cancel(job)  # a concurrent submission with this key won: ours never runs
-            return self.owned(self._replay(owner, idempotency) or job.id, owner)
+            return self.replay(owner, idempotency) or job
         if self.send is not None:
             self.send(job)
         return job
@@ -148,7 +148,8 @@ class JobService(JobReads):
         job.position = pipe.execute()[-1]
         return job
 
-    def _replay(self, owner: str, idempotency: Idempotency) -> str | None:
+    def replay(self, owner: str, idempotency: Idempotency) -> Job | None:
+        """The job an earlier submission with this key created; 409 if that one had another body."""
         stored = self.redis.get(self.keys.idempotency(owner, idempotency.key_digest))
         if stored is None:
             return None
@@ -160,7 +161,7 @@ class JobService(JobReads):
                 param="Idempotency-Key",
                 code="idempotency_key_reused",
             )
-        return job_id
+        return self.owned(job_id, owner)
 
     def _remember(self, owner: str, idempotency: Idempotency, job_id: str) -> bool:
         key = self.keys.idempotency(owner, idempotency.key_digest)

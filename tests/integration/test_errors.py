@@ -89,3 +89,26 @@ def test_no_live_worker_is_503_after_the_configured_wait(make_app, redis_server)
 def test_embedding_model_refuses_completions(bare_client):
     body = {"model": "all-minilm-l6-v2", "messages": MESSAGES}
     assert error_of(bare_client.post("/v1/chat/completions", json=body), 400)["param"] == "model"
+
+
+def test_bad_query_string_is_400_naming_the_parameter(bare_client):
+    for path, param in (
+        ("/queue/jobs?limit=0", "limit"),
+        ("/queue/jobs?status=weird", "status"),
+        ("/queue/jobs?unknown=1", "unknown"),
+        ("/queue/jobs/any-id?wait=soon", "wait"),
+        ("/v1/usage?start=not-a-date", "start"),
+    ):
+        error = error_of(bare_client.get(path), 400)
+        assert (error["param"], error["code"], error["type"]) == (param, "invalid_value", "invalid_request_error"), path
+
+
+def test_reused_idempotency_key_is_409_before_the_body_is_validated(bare_client):
+    body = {"model": GHOST_MODEL, "messages": MESSAGES, "max_tokens": 1}
+    headers = {"Idempotency-Key": "errors-reused-key"}
+    first = bare_client.post("/queue/chat/completions", json=body, headers=headers)
+    again = bare_client.post("/queue/chat/completions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202 and first.get_json()["id"] == again.get_json()["id"]
+    reused = bare_client.post("/queue/chat/completions", json={**body, "top_p": 9}, headers=headers)
+    assert error_of(reused, 409)["code"] == "idempotency_key_reused"
+    bare_client.delete(f"/queue/jobs/{first.get_json()['id']}")

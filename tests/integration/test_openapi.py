@@ -15,20 +15,51 @@ import re
 import zlib
 
 import schemathesis
+from flask_smorest.spec.plugins import FlaskPlugin
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from app.openapi import undocumented
+from app.auth import is_public
 from tests.harness import CHAT_MODEL, EMBED_MODEL
 
 MAX_TOKENS = 4
 MAX_EXAMPLES = 12
+#: Path-level keys of an OpenAPI path item that are not operations.
+PATH_ITEM_FIELDS = {"parameters", "summary", "description", "servers"}
+
+
+def get_spec(app) -> dict:
+    response = app.test_client().get("/openapi.json", headers={"Authorization": ""})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def operations_of(spec: dict) -> set[tuple[str, str]]:
+    return {
+        (path, method.upper())
+        for path, item in spec["paths"].items()
+        for method in item
+        if method not in PATH_ITEM_FIELDS
+    }
+
+
+def undocumented(app) -> set[tuple[str, str]]:
+    """(path, method) of every URL rule (but Flask's static files) that the generated spec lacks."""
+    routes = {
+        (FlaskPlugin.flaskpath2openapi(rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    return routes - operations_of(get_spec(app))
 
 
 def test_every_route_is_documented(make_app, redis_server):
     app = make_app()
-    assert undocumented(app) == []
-    spec = app.test_client().get("/openapi.json", headers={"Authorization": ""}).get_json()
+    assert undocumented(app) == set()
+    spec = get_spec(app)
+    routes = {(FlaskPlugin.flaskpath2openapi(rule.rule), m) for rule in app.url_map.iter_rules() for m in rule.methods}
+    assert operations_of(spec) <= routes, "the spec documents a route that does not exist"
     assert spec["openapi"].startswith("3.")
     assert spec["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
@@ -42,12 +73,43 @@ def test_every_route_is_documented(make_app, redis_server):
     assert chat["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ChatCompletion"
     }
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert chat["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
-    for path, operations in spec["paths"].items():
-        for method, operation in operations.items():
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in PATH_ITEM_FIELDS:
+                continue
             assert operation["responses"], (method, path)
             assert operation.get("summary"), (method, path)
     assert spec["paths"]["/health/ready"]["get"]["security"] == []
+    assert all(not name.endswith(("1", "2")) for name in spec["components"]["schemas"]), "a schema name clashed"
+
+
+def test_public_operations_are_the_key_free_paths(make_app, redis_server):
+    """An operation documented with `security: []` is exactly one that app.auth lets through without a key."""
+    spec = get_spec(make_app())
+    for path, method in operations_of(spec):
+        documented_public = spec["paths"][path][method.lower()].get("security") == []
+        assert documented_public == is_public(path), (method, path)
+
+
+def test_an_undocumented_route_is_caught(make_app, redis_server):
+    app = make_app()
+    app.add_url_rule("/v1/hidden/<job_id>", "hidden", lambda job_id: "", methods=["GET", "POST"])
+    assert undocumented(app) == {("/v1/hidden/{job_id}", "GET"), ("/v1/hidden/{job_id}", "POST")}
+
+
+def test_every_alias_answers_like_the_canonical_route(bare_client):
+    """Each prefix of a resource reaches the same view: an unknown model is the same 404 everywhere."""
+    body = {"model": "nope", "messages": [{"role": "user", "content": "Hi"}]}
+    answers = [
+        bare_client.post(path, json=body)
+        for path in ("/chat/completions", "/v1/chat/completions", "/api/v1/chat/completions")
+    ] + [
+        bare_client.post(f"{prefix}/nope/chat/completions", json={"messages": body["messages"]})
+        for prefix in ("/engines", "/openai/deployments")
+    ]
+    assert {(r.status_code, r.get_json()["error"]["code"]) for r in answers} == {(404, "model_not_found")}
 
 
 def test_docs_are_served_without_a_cdn(make_app, redis_server):
