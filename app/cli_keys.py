@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tasks.settings import Settings
 
 LOCAL_RPM = 600

@@ -21,7 +21,7 @@ import time
 import aiohttp
 from common import table  # noqa: I001 - bench/ is on sys.path
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tests.harness import EMBED_MODEL, ApiServer, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 SUBJECTS = ["cat", "river", "market", "violin", "glacier", "teacher", "rocket", "garden"]

@@ -21,7 +21,7 @@ import time
 
 from common import table  # noqa: I001 - bench/ is on sys.path
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tests.harness import CHAT_MODEL, EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 MESSAGES = [

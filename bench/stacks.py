@@ -21,7 +21,7 @@ import common  # noqa: F401 - puts the repository on sys.path
 import requests
 from common import API_KEY_ENV
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tasks.settings import Settings
 from tests.harness import (
     ARTIFACTS,
