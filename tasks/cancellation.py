@@ -7,15 +7,20 @@ slot at once instead of after the last token.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
-from tasks.jobstore import CANCELLED_RUNNING, NOT_FOUND, PREFIX, TERMINAL, JobStore
+from redis.client import PubSub
+
+from tasks.jobstore import CANCELLED_RUNNING, NOT_FOUND, PREFIX, JobStore
 
 log = logging.getLogger(__name__)
 
 CHANNEL = f"{PREFIX}:cancel"
+#: Longest wait for one message: how soon a stopping worker's listener notices.
+POLL_SECONDS = 1.0
 
 
 def request_cancel(store: JobStore, job_id: str, model: str | None = None) -> int:
@@ -32,20 +37,19 @@ def request_cancel(store: JobStore, job_id: str, model: str | None = None) -> in
 
 
 class CancelListener:
-    """Runs in each worker: aborts the jobs this process is running when asked."""
+    """Runs in each worker: aborts the jobs this process is running when asked.
+
+    The worker calls `poll` in a loop (`tasks.background.BackgroundLoop`, no
+    pause between calls): each call waits up to a second for one message, so
+    the loop notices a stop within a second. A call that fails drops the
+    subscription; the next one, a second later, subscribes again.
+    """
 
     def __init__(self, store: JobStore, abort: Callable[[str, int], None]) -> None:
         self.store, self.abort = store, abort
         self.running: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inferq-cancel", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+        self._pubsub: PubSub | None = None
 
     def track(self, job_id: str, requests: int) -> None:
         with self._lock:
@@ -55,25 +59,31 @@ class CancelListener:
         with self._lock:
             self.running.pop(job_id, None)
 
-    def cancelled(self, job_id: str) -> bool:
-        return self.store.status(job_id) in TERMINAL
+    def poll(self) -> None:
+        try:
+            message = self._subscription().get_message(timeout=POLL_SECONDS)
+        except Exception:
+            self.close()  # Redis restarted or the connection broke: subscribe afresh next time
+            raise
+        if message is not None:
+            self._abort_if_running(message["data"])
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    data = message["data"]
-                    job_id = data.decode() if isinstance(data, bytes) else data
-                    with self._lock:
-                        requests = self.running.get(job_id)
-                    if requests:
-                        log.info("job %s cancelled; aborting it in the engine", job_id)
-                        self.abort(job_id, requests)
-            except Exception:  # noqa: BLE001 - Redis restarts: resubscribe
-                log.warning("cancel listener lost Redis; resubscribing", exc_info=True)
-                self._stop.wait(1.0)
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                pubsub.close()
+
+    def _subscription(self) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(CHANNEL)
+        return self._pubsub
+
+    def _abort_if_running(self, data: bytes | str) -> None:
+        job_id = data.decode() if isinstance(data, bytes) else data
+        with self._lock:
+            requests = self.running.get(job_id)
+        if requests:
+            log.info("job %s cancelled; aborting it in the engine", job_id)
+            self.abort(job_id, requests)

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -278,11 +277,3 @@ class Engine:
 
     def request_ids(self, request_id: str, count: int) -> list[str]:
         return [f"{request_id}-{i}" for i in range(count)]
-
-    def wait_healthy(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy:
-                return True
-            time.sleep(0.1)
-        return self.healthy
