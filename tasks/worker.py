@@ -4,16 +4,15 @@ One process holds one vLLM engine and runs up to `max_concurrency` jobs at
 once on it through Celery's threads pool (a prefork pool cannot host vLLM:
 its daemonic children may not start the engine core's own process). The
 engine starts on `worker_init`, before the consumer reserves anything, and the
-heartbeat only begins once it is ready.
+heartbeat only begins once it is ready. `inferq worker` (app.cli) starts it;
+that command's module carries the `__main__` guard vLLM's engine core needs.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -132,22 +131,3 @@ def run(
             "--task-events",
         ]
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a worker for one model.")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--name", help="worker node name (default: <model>@<host>-<pid>)")
-    parser.add_argument("--concurrency", type=int, help="jobs run at once (default: the model's max_concurrency)")
-    parser.add_argument("--loglevel")
-    args = parser.parse_args(argv)
-    config = Settings.load()
-    if args.model not in config.models:
-        parser.error(f"unknown model {args.model!r}; configured: {', '.join(config.models)}")
-    loglevel = (args.loglevel or config.log_level).upper()
-    run(config, config.models[args.model], name=args.name, concurrency=args.concurrency, loglevel=loglevel)
-    return 0
-
-
-if __name__ == "__main__":  # vLLM's engine core process needs this guard
-    sys.exit(main())
