@@ -45,11 +45,13 @@ def default_name(spec: ModelSpec) -> str:
 class Chores:
     """Everything a worker does besides running tasks, tied to Celery's worker signals.
 
-    The engine and its watchdog start on `worker_init`, before anything is
-    reserved; a lease is held from the moment a message is received; lease
-    renewal, reconciler, cancel listener and, last, the heartbeat start on
-    `worker_ready`. Shutdown stops them in reverse: the heartbeat first, so
-    the API stops counting on this worker at once, the engine last.
+    The engine starts on `worker_init`, before anything is reserved; a lease
+    is held from the moment a message is received; the loops start on
+    `worker_ready`, the heartbeat last, once everything else runs. Shutdown
+    stops them in reverse: the heartbeat first, so the API stops counting on
+    this worker at once; the watchdog next, so an engine core that dies with
+    the worker (a SIGTERM to the process group) is not rebuilt on the way
+    out; the engine last.
     """
 
     def __init__(self, config: Settings, spec: ModelSpec, name: str, celery: Celery) -> None:
@@ -74,7 +76,6 @@ class Chores:
             # before anything is reserved, and let the supervisor restart it.
             log.exception("the engine for %s did not start", self.spec.id)
             raise SystemExit(f"inferq worker: the engine for {self.spec.id} did not start: {exc}") from exc
-        self._loop("inferq-engine-watchdog", runtime.restart_if_dead, WATCHDOG_SECONDS, wait_first=True)
 
     def hold(self, request: Any = None, **_: object) -> None:
         """From the moment a message is reserved, this worker answers for it."""
@@ -94,6 +95,7 @@ class Chores:
         self._loop("inferq-leases", self.keeper.renew, config.lease_renew_seconds, wait_first=True)
         self._loop("inferq-reconciler", reconciler.run_once, config.reconcile_seconds, wait_first=True)
         self._loop("inferq-cancel", listener.poll, 0.0, retry_after=1.0, on_stop=listener.close)
+        self._loop("inferq-engine-watchdog", runtime.restart_if_dead, WATCHDOG_SECONDS, wait_first=True)
         self._loop("inferq-heartbeat", beat.beat, HEARTBEAT_SECONDS, on_stop=beat.leave)
 
     def stop(self, **_: object) -> None:
