@@ -21,6 +21,7 @@ import time
 import aiohttp
 from common import table  # noqa: I001 - bench/ is on sys.path
 
+from app.auth.keys import KeyStore
 from devstack.processes import (
     EMBED_MODEL,
     ApiServer,
@@ -30,7 +31,6 @@ from devstack.processes import (
     temp_dir,
     write_models_file,
 )
-from tasks.keys import KeyStore
 
 SUBJECTS = ["cat", "river", "market", "violin", "glacier", "teacher", "rocket", "garden"]
 VERBS = ["watches", "crosses", "sells", "plays", "melts near", "greets", "passes", "waters"]

@@ -21,6 +21,7 @@ import time
 
 from common import table  # noqa: I001 - bench/ is on sys.path
 
+from app.auth.keys import KeyStore
 from devstack.processes import (
     CHAT_MODEL,
     EMBED_MODEL,
@@ -30,7 +31,6 @@ from devstack.processes import (
     temp_dir,
     write_models_file,
 )
-from tasks.keys import KeyStore
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant. Answer briefly."},

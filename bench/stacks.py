@@ -21,6 +21,7 @@ import common  # noqa: F401 - puts the repository on sys.path
 import requests
 from common import API_KEY_ENV
 
+from app.auth.keys import KeyStore
 from devstack.processes import (
     ARTIFACTS,
     CHAT_MODEL,
@@ -33,7 +34,6 @@ from devstack.processes import (
     wait_until,
     write_models_file,
 )
-from tasks.keys import KeyStore
 from tasks.settings import Settings
 
 

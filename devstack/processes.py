@@ -154,7 +154,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.worker", "--model", self.model, *self.extra_args],
+            [sys.executable, "-m", "app.cli", "worker", "--model", self.model, *self.extra_args],
             cwd=REPO,
             env=self.env.vars,
             stdout=log,

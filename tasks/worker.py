@@ -1,127 +1,137 @@
-"""Start a Celery worker pinned to one model.
+"""A Celery worker pinned to one model, and the chores that run beside its tasks.
 
 One process holds one vLLM engine and runs up to `max_concurrency` jobs at
 once on it through Celery's threads pool (a prefork pool cannot host vLLM:
 its daemonic children may not start the engine core's own process). The
 engine starts on `worker_init`, before the consumer reserves anything, and the
-heartbeat only begins once it is ready.
+heartbeat only begins once it is ready. `inferq worker` (app.cli) starts it;
+that command's module carries the `__main__` guard vLLM's engine core needs.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
-import sys
+from collections.abc import Callable
 from typing import Any
 
-from celery import signals
+from celery import Celery, signals
 
 from tasks import runner
+from tasks.background import BackgroundLoop
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
 from tasks.dispatch import dispatch
+from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
 from tasks.heartbeat import Heartbeat
 from tasks.jobs import JobService
+from tasks.models import ModelSpec
 from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
 from tasks.settings import Settings
+from workers import runtime
 
 log = logging.getLogger("inferq.worker")
 
+#: How often the watchdog checks for an engine core that died between requests.
+WATCHDOG_SECONDS = 2.0
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a worker for one model.")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--name", help="worker node name (default: <model>@<host>-<pid>)")
-    parser.add_argument("--concurrency", type=int, help="jobs run at once (default: the model's max_concurrency)")
-    parser.add_argument("--loglevel")
-    args = parser.parse_args(argv)
 
-    config = Settings.load()
-    specs = config.models
-    if args.model not in specs:
-        parser.error(f"unknown model {args.model!r}; configured: {', '.join(specs)}")
-    spec = specs[args.model]
-    concurrency = args.concurrency or spec.max_concurrency
-    name = args.name or f"{spec.id}@{socket.gethostname()}-{os.getpid()}"
-    args.loglevel = (args.loglevel or config.log_level).upper()
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def default_name(spec: ModelSpec) -> str:
+    """`<model>@<host>-<pid>`: Flower groups by model, and tests find a worker by its pid."""
+    return f"{spec.id}@{socket.gethostname()}-{os.getpid()}"
 
-    celery = create_celery(config)
-    state: dict[str, Any] = {}
 
-    @signals.worker_init.connect(weak=False)
-    def _start_engine(**_: object) -> None:
-        from workers import runtime
+class Chores:
+    """Everything a worker does besides running tasks, tied to Celery's worker signals.
 
+    The engine starts on `worker_init`, before anything is reserved; a lease
+    is held from the moment a message is received; the loops start on
+    `worker_ready`, the heartbeat last, once everything else runs. Shutdown
+    stops them in reverse: the heartbeat first, so the API stops counting on
+    this worker at once; the watchdog next, so an engine core that dies with
+    the worker (a SIGTERM to the process group) is not rebuilt on the way
+    out; the engine last.
+    """
+
+    def __init__(self, config: Settings, spec: ModelSpec, name: str, celery: Celery) -> None:
+        self.config, self.spec, self.name, self.celery = config, spec, name, celery
+        self.store = JobService(
+            redis_client(config.redis_url), config.job_retention_seconds, send=lambda job: dispatch(celery, job)
+        )
+        self.keeper = LeaseKeeper(self.store)
+        self.loops: list[BackgroundLoop] = []
+
+    def connect(self) -> None:
+        signals.worker_init.connect(self.start_engine, weak=False)
+        signals.task_received.connect(self.hold, weak=False)
+        signals.worker_ready.connect(self.start_background, weak=False)
+        signals.worker_shutdown.connect(self.stop, weak=False)
+
+    def start_engine(self, **_: object) -> None:
         try:
-            runtime.start(spec.id, spec.engine_options())
+            runtime.start(self.spec.id, self.spec.engine_options())
         except Exception as exc:
             # Celery logs and ignores a failing signal handler; a worker without
             # an engine would then consume jobs only to fail them. Exit instead,
             # before anything is reserved, and let the supervisor restart it.
-            log.exception("the engine for %s did not start", spec.id)
-            raise SystemExit(f"inferq worker: the engine for {spec.id} did not start: {exc}") from exc
+            log.exception("the engine for %s did not start", self.spec.id)
+            raise SystemExit(f"inferq worker: the engine for {self.spec.id} did not start: {exc}") from exc
 
-    store = JobService(
-        redis_client(config.redis_url), config.job_retention_seconds, send=lambda job: dispatch(celery, job)
-    )
-    keeper = LeaseKeeper(store, interval=config.lease_renew_seconds)
+    def hold(self, request: Any = None, **_: object) -> None:
+        """From the moment a message is reserved, this worker answers for it."""
+        self.keeper.hold(request.id)
 
-    @signals.task_received.connect(weak=False)
-    def _hold(request: object = None, **_: object) -> None:
-        # From the moment a message is reserved, this worker answers for it.
-        keeper.hold(request.id)
-
-    @signals.worker_ready.connect(weak=False)
-    def _start_background(**_: object) -> None:
-        from workers import runtime
-
-        engine = runtime.current()
+    def start_background(self, **_: object) -> None:
+        config, engine = self.config, runtime.current()
+        listener = CancelListener(self.store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
+        reconciler = Reconciler(self.store, config.lease_timeout_seconds, config.reconcile_seconds)
         beat = Heartbeat(
             redis_client(config.redis_url),
-            spec.id,
-            name,
+            self.spec.id,
+            self.name,
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
-        listener = CancelListener(store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
-        reconciler = Reconciler(store, config.lease_timeout_seconds, config.reconcile_seconds)
-        runner.set_context(runner.WorkerContext(store, spec.id, listener, keeper))
-        for part in (beat, listener, keeper, reconciler):
-            part.start()
-        state.update(heartbeat=beat, listener=listener, reconciler=reconciler)
+        runner.set_context(runner.WorkerContext(self.store, self.spec.id, listener, self.keeper))
+        self._loop("inferq-leases", self.keeper.renew, config.lease_renew_seconds, wait_first=True)
+        self._loop("inferq-reconciler", reconciler.run_once, config.reconcile_seconds, wait_first=True)
+        self._loop("inferq-cancel", listener.poll, 0.0, retry_after=1.0, on_stop=listener.close)
+        self._loop("inferq-engine-watchdog", runtime.restart_if_dead, WATCHDOG_SECONDS, wait_first=True)
+        self._loop("inferq-heartbeat", beat.beat, HEARTBEAT_SECONDS, on_stop=beat.leave)
 
-    @signals.worker_shutdown.connect(weak=False)
-    def _stop(**_: object) -> None:
-        from workers import runtime
-
-        keeper.stop()
-        for part in state.values():
-            part.stop()
+    def stop(self, **_: object) -> None:
+        for loop in reversed(self.loops):
+            loop.stop()
         runtime.stop()
 
+    def _loop(self, name: str, step: Callable[[], object], interval: float, **options: Any) -> None:
+        self.loops.append(BackgroundLoop(name, step, interval, **options).start())
+
+
+def run(
+    config: Settings, spec: ModelSpec, *, name: str | None = None, concurrency: int | None = None, loglevel: str
+) -> None:
+    """Serve `spec`'s queue until Celery is told to stop (SIGTERM: warm shutdown)."""
+    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name = name or default_name(spec)
+    celery = create_celery(config)
+    Chores(config, spec, name, celery).connect()
     celery.worker_main(
         [
             "worker",
             "--pool",
             "threads",
             "--concurrency",
-            str(concurrency),
+            str(concurrency or spec.max_concurrency),
             "--queues",
             spec.queue,
             "--hostname",
             name,
             "--loglevel",
-            args.loglevel,
+            loglevel,
             "--without-gossip",
             "--without-mingle",
             "--task-events",
         ]
     )
-    return 0
-
-
-if __name__ == "__main__":  # vLLM's engine core process needs this guard
-    sys.exit(main())

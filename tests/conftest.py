@@ -88,7 +88,7 @@ def base_config(redis_server, models_file):
 @pytest.fixture(scope="session")
 def api_key(redis_server):
     """The key every test client sends by default; its limits are too high to bite."""
-    from tasks.keys import KeyStore
+    from app.auth.keys import KeyStore
 
     key, _record = KeyStore(redis_server.client()).create(name="tests", rpm=1_000_000)
     return key
@@ -141,7 +141,7 @@ class PrivateStack:
 def private_stack(session_dir):
     """Its own redis-server and an authenticated app, for tests that stop or kill services."""
     from app import create_app
-    from tasks.keys import KeyStore
+    from app.auth.keys import KeyStore
     from tasks.settings import Settings
 
     servers: list[RedisServer] = []

@@ -49,7 +49,7 @@ def flower(service_env, worker):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "flower.log", "ab")  # noqa: SIM115 - kept open for the process's life
     process = subprocess.Popen(
-        [sys.executable, "-m", "tasks.flower"],
+        [sys.executable, "-m", "app.cli", "flower"],
         cwd=REPO,
         env=env,
         stdout=log,

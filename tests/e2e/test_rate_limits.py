@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tests.harness import ApiServer, ServiceEnv, wait_until
 
 RPM = 12

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tests.harness import CHAT_MODEL, GHOST_MODEL, wait_until
 
 MESSAGES = [{"role": "user", "content": "Hi"}]

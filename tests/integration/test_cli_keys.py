@@ -6,7 +6,7 @@ import stat
 import subprocess
 import sys
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tests.harness import REPO
 
 KEY = re.compile(r"sk-[A-Za-z0-9_-]{43,}")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tasks.keys import KeyStore
+from app.auth.keys import KeyStore
 from tasks.keyspace import KEYS
 from tests.harness import CHAT_MODEL, GHOST_MODEL, wait_until
 

@@ -18,7 +18,7 @@ def test_worker_exits_when_its_engine_fails(session_dir, redis_server):
     client = redis_server.client()
     client.lpush("model.broken-model", b"not a real message")  # something it must not take
     done = subprocess.run(
-        [sys.executable, "-m", "tasks.worker", "--model", "broken-model"],
+        [sys.executable, "-m", "app.cli", "worker", "--model", "broken-model"],
         cwd=REPO, env=env.vars, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode != 0

@@ -4,7 +4,7 @@ import base64
 import hashlib
 import time
 
-from tasks import keys
+from app.auth import keys
 
 
 def test_key_is_sk_plus_256_random_bits():

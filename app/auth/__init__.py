@@ -5,6 +5,10 @@ it puts the key's record in `g.api_key` and its public id in `g.owner`, so
 jobs belong to the key id, never to the key. Every failure - no header, not
 Bearer, unknown, revoked, expired - gets the same 401 body, so a caller cannot
 probe which keys exist. Nothing here logs the presented key.
+
+The keys themselves (format, hashing, storage in Redis) are in `app.auth.keys`:
+only the API, this hook and `inferq keys` use them, so they live in the API's
+package, not in the queue layer.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 
+from app.auth.keys import KeyStore, allows_model
 from app.errors import APIError
-from tasks.keys import KeyStore, allows_model
 from tasks.redis_client import redis_client
 
 # /metrics checks its own access (loopback or METRICS_TOKEN, see app.metrics).

@@ -1,0 +1,134 @@
+"""`inferq keys ...`: the operator's API-key commands.
+
+`create` prints the key once; only its hash is stored, so it cannot be shown
+again. `ensure-local` is the quick start's: it waits for Redis, keeps one key
+named "local" in a 0600 file (making a new one if the file is missing or its
+key no longer works, e.g. after Redis was wiped) and prints it every run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+
+from app.auth.keys import KeyStore
+from tasks.settings import Settings
+
+#: The quick start's key: generous enough that a person trying things never meets it.
+LOCAL_RPM = 600
+
+
+def open_store(config: Settings, wait: float = 0.0) -> KeyStore:
+    """The key store, once Redis answers (waiting up to `wait` seconds: the quick start races Redis)."""
+    client = redis.Redis.from_url(config.redis_url)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.ping()
+            return KeyStore(client)
+        except redis.ConnectionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _state(record: dict[str, Any]) -> str:
+    if record["revoked"]:
+        return "revoked"
+    return "expired" if record["expires_at"] and record["expires_at"] <= time.time() else "active"
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line per key, never the key itself: its id, display form, state and limits."""
+    expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record["expires_at"])) if record["expires_at"] else "never"
+    return (
+        f"{record['id']:<21} {record['display']:<9} {_state(record):<8} rpm={record['rpm']:<6} "
+        f"tpm={record['tpm'] or '-':<8} models={','.join(record['models']) or 'all':<24} "
+        f"expires={expires}  name={record['name']}"
+    )
+
+
+def _allowed_models(value: str | None, config: Settings) -> list[str]:
+    """`a,b` as a list, refused if it names a model this deployment does not serve (a typo would lock the key out)."""
+    models = [m.strip() for m in (value or "").split(",") if m.strip()]
+    unknown = sorted(set(models) - set(config.models))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown model(s): {', '.join(unknown)}; configured: {', '.join(config.models)}", param_hint="--models"
+        )
+    return models
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command()
+@click.option("--name", required=True)
+@click.option("--rpm", type=click.IntRange(min=1), required=True, help="requests per minute")
+@click.option("--tpm", type=click.IntRange(min=1), help="tokens per minute (prompt + completion)")
+@click.option("--models", help="comma-separated model ids this key may use (default: all)")
+@click.option("--expires-in-days", type=float, help="the key stops working after this many days")
+def create(name: str, rpm: int, tpm: int | None, models: str | None, expires_in_days: float | None) -> None:
+    """Create a key and print it (once)."""
+    config = Settings.load()
+    allowed = _allowed_models(models, config)
+    expires_at = time.time() + expires_in_days * 86400 if expires_in_days else None
+    key, record = open_store(config).create(name=name, rpm=rpm, tpm=tpm, models=allowed, expires_at=expires_at)
+    click.echo(describe(record))
+    click.echo(f"\n{key}\n\nThis is the only time the key is shown; store it now.")
+
+
+@keys.command("list")
+def list_keys() -> None:
+    """List keys (never the keys themselves)."""
+    for record in open_store(Settings.load()).list():
+        click.echo(describe(record))
+
+
+@keys.command()
+@click.argument("key_id")
+@click.pass_context
+def revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by its id; effective at once."""
+    if not open_store(Settings.load()).revoke(key_id):
+        click.echo(f"no key with id {key_id}", err=True)
+        ctx.exit(1)
+    click.echo(f"revoked {key_id}")
+
+
+@keys.command("ensure-local")
+@click.option(
+    "--file", "path", type=click.Path(dir_okay=False, path_type=Path), help="default: <INFERQ_VAR_DIR>/local-api-key"
+)
+@click.option("--wait", type=float, default=30.0, show_default=True, help="seconds to wait for Redis")
+def ensure_local(path: Path | None, wait: float) -> None:
+    """Create (once) and print the quick start's local key."""
+    config = Settings.load()
+    store = open_store(config, wait=wait)
+    path = path or config.local_key_file
+    key = path.read_text().strip() if path.exists() else ""
+    if not key or store.authenticate(key) is None:
+        key, _record = store.create(name="local", rpm=LOCAL_RPM)
+        _write_private(path, key)
+    os.chmod(path, 0o600)
+    click.echo(f"Local API key (kept in {path}):\n\n  {key}\n")
+    click.echo(
+        "  curl http://127.0.0.1:8000/v1/chat/completions \\\n"
+        f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+        '    -d \'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hello"}]}\'\n'
+    )
+
+
+def _write_private(path: Path, key: str) -> None:
+    """Created 0600 from the first byte: the key is never readable by others, not even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")

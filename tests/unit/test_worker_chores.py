@@ -1,0 +1,110 @@
+"""The steps the worker's background loops run, with their Redis and engine replaced by fakes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tasks.cancellation import CancelListener
+from tasks.keyspace import KEYS
+from workers import runtime
+
+
+class FakePubSub:
+    def __init__(self, messages: list) -> None:
+        self.messages, self.channels, self.closed = messages, [], False
+
+    def subscribe(self, channel: str) -> None:
+        self.channels.append(channel)
+
+    def get_message(self, timeout: float):
+        item = self.messages.pop(0) if self.messages else None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeRedis:
+    def __init__(self, *feeds: list) -> None:
+        self.feeds, self.opened = list(feeds), []
+
+    def pubsub(self, ignore_subscribe_messages: bool) -> FakePubSub:
+        assert ignore_subscribe_messages
+        pubsub = FakePubSub(self.feeds.pop(0))
+        self.opened.append(pubsub)
+        return pubsub
+
+
+def listener_on(redis: FakeRedis) -> tuple[CancelListener, list]:
+    aborted: list = []
+    listener = CancelListener(
+        SimpleNamespace(redis=redis, keys=KEYS), lambda job_id, count: aborted.append((job_id, count))
+    )
+    return listener, aborted
+
+
+def test_cancel_listener_aborts_only_the_jobs_it_runs():
+    redis = FakeRedis([{"data": b"job-1"}, {"data": "job-2"}, None])
+    listener, aborted = listener_on(redis)
+    listener.track("job-1", 3)
+    for _ in range(3):
+        listener.poll()
+    assert aborted == [("job-1", 3)]
+    assert len(redis.opened) == 1 and redis.opened[0].channels == [KEYS.cancel_channel]  # subscribed once, kept
+
+
+def test_cancel_listener_resubscribes_after_losing_redis():
+    redis = FakeRedis([ConnectionError("gone")], [{"data": b"job-1"}])
+    listener, aborted = listener_on(redis)
+    listener.track("job-1", 1)
+    with pytest.raises(ConnectionError):
+        listener.poll()  # the loop logs it and calls again a second later
+    assert redis.opened[0].closed
+    listener.poll()
+    assert aborted == [("job-1", 1)] and len(redis.opened) == 2
+
+
+def test_cancel_listener_forgets_untracked_jobs():
+    redis = FakeRedis([{"data": b"job-1"}])
+    listener, aborted = listener_on(redis)
+    listener.track("job-1", 2)
+    listener.untrack("job-1")
+    listener.poll()
+    listener.close()  # what the loop's on_stop does
+    assert aborted == [] and redis.opened[0].closed
+
+
+class FakeEngine:
+    def __init__(self, llm) -> None:
+        self._llm, self.generation, self.restarted = llm, 7, []
+
+    @property
+    def healthy(self) -> bool:
+        return self._llm is not None and not self._llm.errored
+
+    def restart(self, seen_generation: int) -> None:
+        self.restarted.append(seen_generation)
+
+
+@pytest.mark.parametrize(
+    "llm, restarts",
+    [
+        (SimpleNamespace(errored=True), [7]),  # the core died: rebuild it, once per generation
+        (SimpleNamespace(errored=False), []),  # healthy
+        (None, []),  # stopped, or being rebuilt by a failing request right now
+    ],
+)
+def test_the_watchdog_restarts_only_a_dead_engine(monkeypatch, llm, restarts):
+    engine = FakeEngine(llm)
+    monkeypatch.setattr(runtime, "_engine", engine)
+    runtime.restart_if_dead()
+    assert engine.restarted == restarts
+
+
+def test_the_watchdog_does_nothing_without_an_engine(monkeypatch):
+    monkeypatch.setattr(runtime, "_engine", None)
+    runtime.restart_if_dead()  # no engine in this process: nothing to watch, nothing raised
