@@ -53,7 +53,7 @@ def time_calls(call, count: int) -> list[float]:
 
 def measure(app, key: str, count: int, job_count: int) -> dict[str, float]:
     from app import jobs
-    from app.inference import embedding_request
+    from app.job_requests import embedding_request
     from app.tokenizers import ModelTokenizer
 
     specs = app.extensions["inferq.settings"].models

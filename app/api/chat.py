@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.api.common import run_generation
 from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
-from app.inference import chat_request, resolve_model
+from app.job_requests import chat_request, resolve_model
 from app.schemas.chat import ChatCompletionRequestSchema, ChatCompletionSchema
 
 blueprint = Blueprint("chat", __name__, tag="Chat", prefixes=GENERATION, description="Chat completions.")

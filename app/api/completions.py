@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.api.common import run_generation
 from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
-from app.inference import completion_request, resolve_model
+from app.job_requests import completion_request, resolve_model
 from app.schemas.completions import CompletionRequestSchema, CompletionSchema
 
 blueprint = Blueprint("completions", __name__, tag="Completions", prefixes=GENERATION, description="Text completions.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app.api.common import run_generation
 from app.api.routing import GENERATION, GENERATION_ERRORS, Blueprint
-from app.inference import embedding_request, resolve_model
+from app.job_requests import embedding_request, resolve_model
 from app.schemas.embeddings import EmbeddingListSchema, EmbeddingRequestSchema
 
 blueprint = Blueprint("embeddings", __name__, tag="Embeddings", prefixes=GENERATION, description="Embeddings.")

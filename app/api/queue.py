@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from app import jobs
 from app.api.routing import SSE, SSE_SCHEMA, Blueprint
 from app.context import settings
-from app.inference import chat_request, completion_request, resolve_model
+from app.job_requests import chat_request, completion_request, resolve_model
 from app.queue_jobs import job_object, list_jobs, long_poll, retry_after
 from app.schemas.queue import (
     JobListQuerySchema,

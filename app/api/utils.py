@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from app.api.routing import PLAIN, Blueprint
-from app.inference import count_tokens, resolve_model
+from app.job_requests import count_tokens, resolve_model
 from app.schemas.token_counter import TokenCounterRequestSchema, TokenCounterSchema
 
 blueprint = Blueprint("utils", __name__, tag="Utilities", prefixes=PLAIN, description="Tokenizer utilities.")

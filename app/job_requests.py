@@ -1,4 +1,4 @@
-"""Turn a validated chat or text completion body into a job request.
+"""Turn a validated body into the typed job request the queue carries (tasks.protocol).
 
 Everything that can be refused is refused here, before a job exists: unknown
 model, wrong model kind, a system message the template cannot take, a prompt
