@@ -13,10 +13,9 @@ from flask import current_app, g
 
 from app.context import settings
 from tasks.heartbeat import live_workers
-from tasks.jobs import DEFAULT_PRIORITY, Idempotency, Job, JobService
+from tasks.jobs import Job, JobService
 from tasks.models import ModelSpec
 from tasks.protocol.errors import APIError, GatewayTimeout, ServerError, ServiceUnavailable
-from tasks.protocol.requests import JobRequest
 
 #: XREAD blocks at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
@@ -43,24 +42,6 @@ def wait_for_worker(spec: ModelSpec) -> None:
                 headers={"Retry-After": "5"},
             )
         time.sleep(0.25)
-
-
-def submit(
-    request: JobRequest,
-    *,
-    priority: int = DEFAULT_PRIORITY,
-    expires_in: float | None = None,
-    listed: bool = False,
-    idempotency: Idempotency | None = None,
-) -> Job:
-    return service().submit(
-        owner=owner(),
-        request=request,
-        priority=priority,
-        expires_in=expires_in,
-        listed=listed,
-        idempotency=idempotency,
-    )
 
 
 def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:

@@ -13,7 +13,7 @@ from tasks.protocol.requests import JobRequest
 def run_generation(spec: ModelSpec, job_request: JobRequest) -> Response:
     """Send the job through the queue and answer when it ends (or stream it)."""
     jobs.wait_for_worker(spec)
-    job = jobs.submit(job_request)
+    job = jobs.service().submit(owner=jobs.owner(), request=job_request)
     timeout = settings().sync_timeout_seconds
     if job_request.stream:
         from app.streaming import sse_response

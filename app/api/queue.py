@@ -68,8 +68,9 @@ def _replayed(view):
 
 def _submit(data, build):
     spec = resolve_model(data.get("model"))
-    job = jobs.submit(
-        build(spec, data),
+    job = jobs.service().submit(
+        owner=jobs.owner(),
+        request=build(spec, data),
         priority=data["priority"],
         expires_in=data.get("expires_in"),
         listed=True,

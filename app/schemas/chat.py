@@ -7,8 +7,8 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.schemas.fields import MessageContent
+from app.schemas.responses import ChoiceBaseSchema, CompletionBaseSchema
 from app.schemas.sampling import SamplingSchema
-from app.schemas.usage import TokenUsageSchema
 
 ROLES = ("system", "developer", "user", "assistant")
 
@@ -40,22 +40,15 @@ class ChatCompletionRequestSchema(SamplingSchema):
 class ChatMessageSchema(Schema):
     role = fields.Constant("assistant")
     content = fields.String(allow_none=True)
+    refusal = fields.String(allow_none=True)
 
 
-class ChatChoiceSchema(Schema):
-    index = fields.Integer()
+class ChatChoiceSchema(ChoiceBaseSchema):
     message = fields.Nested(ChatMessageSchema)
-    logprobs = fields.Dict(allow_none=True)
-    finish_reason = fields.String(allow_none=True, validate=validate.OneOf(("stop", "length")))
 
 
-class ChatCompletionSchema(Schema):
+class ChatCompletionSchema(CompletionBaseSchema):
     """The `chat.completion` response (with `stream: true`, `chat.completion.chunk` events over SSE instead)."""
 
-    id = fields.String()
     object = fields.Constant("chat.completion")
-    created = fields.Integer()
-    model = fields.String()
     choices = fields.List(fields.Nested(ChatChoiceSchema))
-    usage = fields.Nested(TokenUsageSchema)
-    system_fingerprint = fields.String(allow_none=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from app.schemas.fields import Prompt
+from app.schemas.responses import ChoiceBaseSchema, CompletionBaseSchema
 from app.schemas.sampling import SamplingSchema
-from app.schemas.usage import TokenUsageSchema
 
 
 class CompletionRequestSchema(SamplingSchema):
@@ -17,20 +17,12 @@ class CompletionRequestSchema(SamplingSchema):
     suffix = fields.String(allow_none=True, validate=validate.Length(max=0, error="suffix is not supported"))
 
 
-class CompletionChoiceSchema(Schema):
-    index = fields.Integer()
+class CompletionChoiceSchema(ChoiceBaseSchema):
     text = fields.String()
-    logprobs = fields.Dict(allow_none=True)
-    finish_reason = fields.String(allow_none=True, validate=validate.OneOf(("stop", "length")))
 
 
-class CompletionSchema(Schema):
+class CompletionSchema(CompletionBaseSchema):
     """The `text_completion` response (with `stream: true`, `text_completion` events over SSE instead)."""
 
-    id = fields.String()
     object = fields.Constant("text_completion")
-    created = fields.Integer()
-    model = fields.String()
     choices = fields.List(fields.Nested(CompletionChoiceSchema))
-    usage = fields.Nested(TokenUsageSchema)
-    system_fingerprint = fields.String(allow_none=True)
