@@ -16,6 +16,7 @@ import yaml
 
 EMBEDDED_PREFIX = "embedded:"
 KINDS = ("generate", "embed")
+DEVICES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class ModelSpec:
     price: Price = field(default_factory=Price)
     tokenizer: str | None = None
     engine: dict[str, Any] = field(default_factory=dict)
+    #: Per device (`cpu`, `gpu`): engine options over `engine`, where the two builds differ.
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: `path` with `embedded:` resolved (set by load_models).
     local_path: str = ""
 
@@ -49,8 +52,8 @@ class ModelSpec:
     def tokenizer_path(self) -> str:
         return os.path.expanduser(self.tokenizer) if self.tokenizer else self.local_path
 
-    def engine_options(self) -> dict[str, Any]:
-        """vLLM's AsyncEngineArgs for this model: the file's `engine` block over the derived ones."""
+    def engine_options(self, device: str = "cpu") -> dict[str, Any]:
+        """vLLM's AsyncEngineArgs: the derived ones, then the file's `engine`, then its block for `device`."""
         options: dict[str, Any] = {
             "model": self.local_path,
             "tokenizer": self.tokenizer_path,
@@ -62,7 +65,7 @@ class ModelSpec:
         }
         if self.kind == "embed":
             options["runner"] = "pooling"
-        return {**options, **self.engine}
+        return {**options, **self.engine, **self.devices.get(device, {})}
 
 
 def _spec_from_dict(raw: dict[str, Any]) -> ModelSpec:
@@ -74,6 +77,10 @@ def _spec_from_dict(raw: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"model {data.get('id')!r}: kind must be one of {KINDS}")
     data["price"] = Price(**(data.get("price") or {}))
     data["engine"] = dict(data.get("engine") or {})
+    data["devices"] = {name: dict(options or {}) for name, options in (data.get("devices") or {}).items()}
+    unknown_devices = set(data["devices"]) - set(DEVICES)
+    if unknown_devices:
+        raise ValueError(f"model {data.get('id')!r}: unknown devices {sorted(unknown_devices)}; use {DEVICES}")
     return ModelSpec(**data)
 
 

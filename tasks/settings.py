@@ -46,6 +46,7 @@ class Settings:
     model_cache: str = _setting(
         None, "where `make models` puts the embedded models", shown="~/.cache/inferq/models", factory=_default_cache
     )
+    device: str = _setting("auto", "which engine options of the models file a worker uses: cpu, gpu, or auto (CUDA?)")
     var_dir: str = _setting("var", "local state of `make run`: Redis data, the local API key file")
     max_content_length: int = _setting(4 * 1024 * 1024, "largest request body in bytes (413 above)", shown="4 MiB")
     worker_wait_seconds: float = _setting(10.0, "a synchronous request waits this long for a live worker, then 503")

