@@ -5,11 +5,11 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.schemas.fields import Prompt
-from app.schemas.sampling import SamplingSchema
+from app.schemas.sampling import COMPLETION, SamplingSchema, ignored_vllm_fields
 from app.schemas.usage import TokenUsageSchema
 
 
-class CompletionRequestSchema(SamplingSchema):
+class CompletionRequestSchema(SamplingSchema, ignored_vllm_fields(COMPLETION)):
     prompt = Prompt(required=True)
     # OpenAI caps this at 5; vLLM (and the provider) allow up to 20.
     logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))
