@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openai_spec_components.json"
 NULL = {"type": "null"}
@@ -120,7 +120,20 @@ def spec_errors(body: Any, component: str, *, with_exceptions: bool = True) -> l
     `with_exceptions=False` validates against the description exactly as published.
     """
     errors = sorted(_validator(component, with_exceptions).iter_errors(body), key=lambda e: list(e.absolute_path))
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+    return [_line(_cause(error)) for error in errors]
+
+
+def _cause(error: ValidationError) -> ValidationError:
+    """For "not valid under any of the given schemas", the failure inside the non-null alternative.
+
+    A nullable object that is present but wrong says which key is wrong, not the whole instance.
+    """
+    inner = [sub for sub in error.context or () if not (sub.validator == "type" and sub.validator_value == "null")]
+    return _cause(inner[0]) if inner else error
+
+
+def _line(error: ValidationError) -> str:
+    return f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
 
 
 def assert_conforms(body: Any, component: str) -> None:
