@@ -60,7 +60,7 @@ def run_vllm_bench(
     model: str,
     tokenizer: str,
     api_key: str | None,
-    settings: BenchSettings = BenchSettings(),  # noqa: B008 - frozen, never mutated
+    settings: BenchSettings = BenchSettings(),
 ) -> dict[str, Any]:
     """One `vllm bench serve` run; its result dict (`completed`, `failed`, `errors`, throughputs, TTFTs...)."""
     from vllm.benchmarks.serve import add_cli_args, main
