@@ -17,8 +17,9 @@ SETTINGS = BenchSettings(num_prompts=64, max_concurrency=16, input_len=32, outpu
 
 @pytest.mark.xfail(
     strict=True,
-    reason="server fix pending: every SSE event on the OpenAI routes starts with an `id:` line, so the tool's "
-    "`json.loads(message.removeprefix('data: '))` raises JSONDecodeError('Expecting value') on every request",
+    reason="server fix pending: every SSE event on the OpenAI routes starts with an `id:` line, so the tool fails "
+    "every request (chat: 'Never received a valid chunk to calculate TTFT'; completions: "
+    "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0))",
 )
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_vllm_bench_serve_has_no_failed_request(api_server, api_key, base_config, capsys, backend):
