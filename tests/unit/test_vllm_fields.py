@@ -155,3 +155,14 @@ def test_fields_neither_openai_nor_vllm_define_there_stay_400s(endpoint, field):
         SCHEMAS[endpoint]().load({**MINIMAL[endpoint], field: 1})
     error = validation_error(info.value)
     assert error.param == field and "Unknown field" in error.message
+
+
+def test_queue_routes_keep_their_own_priority():
+    """vLLM's engine `priority` is ignored on the synchronous routes; the queue's 0-9 priority stays what it was."""
+    from app.schemas.queue import QueueChatRequestSchema, QueueCompletionRequestSchema
+
+    assert QueueChatRequestSchema().load({"messages": MESSAGES, "priority": 2})["priority"] == 2
+    assert QueueCompletionRequestSchema().load({"prompt": "hi"})["priority"] == 5
+    with pytest.raises(ValidationError):
+        QueueChatRequestSchema().load({"messages": MESSAGES, "priority": 12})
+    assert "priority" not in ChatCompletionRequestSchema().load({"messages": MESSAGES, "priority": 12})
