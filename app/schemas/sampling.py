@@ -96,7 +96,7 @@ IGNORED_VLLM_FIELDS: dict[str, Ignored] = {
     "return_prompt_text": Ignored(_BOOL, (CHAT,), "responses carry no prompt text, as OpenAI's do"),
     "routed_experts_prompt_start": Ignored(_INT, _GENERATE, "no mixture-of-experts routing data is returned"),
     # Request bookkeeping and serving topology
-    "request_id": Ignored(_STR, _ALL, "inferq names every request by its job id (X-Job-Id)"),
+    "request_id": Ignored(_STR, _ALL, "inferq names every request by its own job id"),
     "session_id": Ignored(_STR, _GENERATE, "no session-affine routing: any worker of the model serves"),
     "priority": Ignored(_INT, _ALL, "engine priority scheduling is off; queue jobs take a priority of their own"),
     "cache_salt": Ignored(_STR, _ALL, "prefix caching is off on these engines"),
