@@ -9,7 +9,7 @@ from tasks.settings import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; without `settings`, from the INFERQ_* environment."""
-    from app import auth, metrics, openapi, ratelimit
+    from app import auth, metrics, openapi, ratelimit, request_ids
     from app.api import register_blueprints
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
@@ -32,5 +32,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)  # first: the rate limiter counts against the key it finds
     ratelimit.init_app(app)
     metrics.init_app(app)
+    request_ids.init_app(app)
     register_blueprints(openapi.init_app(app))  # /openapi.json and /docs, then every resource
     return app

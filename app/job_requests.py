@@ -18,7 +18,7 @@ from app.tokenizers import ModelTokenizer, TemplateError
 from tasks.models import ModelSpec
 from tasks.protocol.errors import InvalidRequest, ModelNotFound
 from tasks.protocol.requests import CHAT, COMPLETION, EmbeddingRequest, GenerationRequest
-from workers.sampling import Sampling
+from workers.sampling import LIST_FIELDS, Sampling
 
 #: OpenAI's default max_tokens for text completions.
 DEFAULT_COMPLETION_TOKENS = 16
@@ -96,7 +96,7 @@ def sampling(data: dict[str, Any], **decided: Any) -> Sampling:
     OpenAI treats an explicit null as "use the default", so None never overrides.
     """
     given = {name: data[name] for name in SAMPLING_FIELDS if data.get(name) is not None}
-    for name in ("stop", "stop_token_ids"):
+    for name in LIST_FIELDS:
         if name in given:
             given[name] = tuple(given[name])
     if "logit_bias" in given:
@@ -116,7 +116,21 @@ def _streaming(data: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def _check_token_ids(tok: ModelTokenizer, data: dict[str, Any]) -> None:
+    """Token ids the caller names must exist in the model's vocabulary (the engine would fail on them)."""
+    vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
+    named = {
+        "logit_bias": [int(key) for key in data.get("logit_bias") or {}],
+        "allowed_token_ids": data.get("allowed_token_ids") or [],
+        "stop_token_ids": data.get("stop_token_ids") or [],
+    }
+    for param, ids in named.items():
+        if any(token >= vocab for token in ids):
+            raise InvalidRequest(f"{param} holds a token id outside the vocabulary (size {vocab}).", param=param)
+
+
 def chat_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
+    _check_token_ids(tokenizer(spec), data)
     prompt = chat_prompt(spec, data)
     max_tokens = _check_context(
         spec, len(prompt), data.get("max_completion_tokens") or data.get("max_tokens"), "messages"
@@ -152,6 +166,7 @@ def _completion_prompts(tok: ModelTokenizer, data: dict[str, Any]) -> list[list[
 
 def completion_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
     tok = tokenizer(spec)
+    _check_token_ids(tok, data)
     prompts = _completion_prompts(tok, data)
     max_tokens = data.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
     for ids in prompts:

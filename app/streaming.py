@@ -42,6 +42,17 @@ class _Writer:
         # Choices whose first chunk (the one with the role) the client got before resuming.
         seen = jobs.service().deltas_until(job.id, resumed_from) if resumed_from != "0-0" else []
         self.started = {self.index(delta) for delta in seen}
+        #: Text each choice has streamed so far (text completions' logprobs count offsets from it).
+        self.streamed: dict[int, int] = {}
+        for delta in seen:
+            self._advance(delta)
+
+    def _advance(self, delta: Delta) -> int:
+        """The choice's text offset before this delta; records the delta's text."""
+        index = self.index(delta)
+        before = self.streamed.get(index, 0)
+        self.streamed[index] = before + len(delta.choice.text)
+        return before
 
     def index(self, delta: Delta) -> int:
         return delta.prompt_index * self.request.sampling.n + delta.choice.index
@@ -51,8 +62,8 @@ class _Writer:
         return f"id: {event_id}\ndata: {payload}\n\n" if self.resumable and event_id else f"data: {payload}\n\n"
 
     def delta(self, delta: Delta, entry_id: str) -> str:
-        index = self.index(delta)
-        chunk = bodies.stream_chunk(self.job.id, self.request, index, delta.choice, index not in self.started)
+        index, offset = self.index(delta), self._advance(delta)
+        chunk = bodies.stream_chunk(self.job.id, self.request, index, delta.choice, index not in self.started, offset)
         self.started.add(index)
         return self.event(chunk, entry_id)
 

@@ -1,8 +1,18 @@
 # An inferq worker on a GPU: vLLM's CUDA image plus the project and the embedded models' packages.
 # Build from the repository root:  docker build -f docker/worker-gpu.Dockerfile -t inferq-worker-gpu .
 # One container serves one model: `python -m app.cli worker --model <id>` (see compose.yaml).
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.11.0
+# The project's one vLLM release line: VLLM_VERSION at the repository root names it, and
+# tests/unit/test_vllm_version.py fails if this default or setup.cfg's extras disagree with it.
+ARG VLLM_VERSION=0.32.0
+ARG VLLM_IMAGE=vllm/vllm-openai:v${VLLM_VERSION}
 FROM ${VLLM_IMAGE}
+ARG VLLM_VERSION
+
+# A base image on another vLLM than the pinned line is refused at build time, not at the first request.
+RUN installed="$(python3 -c 'from importlib.metadata import version; print(version("vllm").split("+")[0])')" \
+ && if [ "${installed}" != "${VLLM_VERSION}" ]; then \
+      echo "the base image has vllm ${installed}, but VLLM_VERSION is ${VLLM_VERSION}" >&2; exit 1; \
+    fi
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

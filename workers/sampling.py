@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: Fields held as tuples (hashable, comparable) and sent as lists.
+LIST_FIELDS = ("stop", "stop_token_ids", "allowed_token_ids", "bad_words")
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -31,7 +34,13 @@ class Sampling:
     ignore_eos: bool = False
     detokenize: bool = True
     skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    #: Only these token ids may be sampled (empty: any).
+    allowed_token_ids: tuple[int, ...] = ()
+    bad_words: tuple[str, ...] = ()
+    #: Tokens per streamed delta (None: the engine's default).
+    stream_interval: int | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
     #: Alternatives per generated token to report (0 = the chosen token's only); None = no logprobs.
     logprobs: int | None = None
@@ -49,7 +58,7 @@ class Sampling:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Sampling:
         data = dict(data)
-        for name in ("stop", "stop_token_ids"):
+        for name in LIST_FIELDS:
             data[name] = tuple(data.get(name) or ())
         data["logit_bias"] = tuple((int(k), float(v)) for k, v in data.get("logit_bias") or ())
         return cls(**data)
@@ -84,7 +93,11 @@ class Sampling:
             ignore_eos=self.ignore_eos,
             detokenize=self.detokenize,
             skip_special_tokens=self.skip_special_tokens,
+            spaces_between_special_tokens=self.spaces_between_special_tokens,
             include_stop_str_in_output=self.include_stop_str_in_output,
+            allowed_token_ids=list(self.allowed_token_ids) or None,
+            bad_words=list(self.bad_words) or None,
+            stream_interval=self.stream_interval,
             logit_bias=dict(self.logit_bias) or None,
             logprobs=logprobs,
             prompt_logprobs=self.prompt_logprobs,

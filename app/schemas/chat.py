@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.schemas.fields import MessageContent
 from app.schemas.responses import ChoiceBaseSchema, CompletionBaseSchema
-from app.schemas.sampling import SamplingSchema
+from app.schemas.sampling import CHAT, SamplingSchema, ignored_vllm_fields
 
 ROLES = ("system", "developer", "user", "assistant")
 
@@ -22,7 +22,7 @@ class MessageSchema(Schema):
     name = fields.String()
 
 
-class ChatCompletionRequestSchema(SamplingSchema):
+class ChatCompletionRequestSchema(SamplingSchema, ignored_vllm_fields(CHAT)):
     messages = fields.List(fields.Nested(MessageSchema), required=True, validate=validate.Length(min=1))
     logprobs = fields.Boolean(allow_none=True, load_default=False)
     top_logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))

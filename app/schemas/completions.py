@@ -6,10 +6,10 @@ from marshmallow import fields, validate
 
 from app.schemas.fields import Prompt
 from app.schemas.responses import ChoiceBaseSchema, CompletionBaseSchema
-from app.schemas.sampling import SamplingSchema
+from app.schemas.sampling import COMPLETION, SamplingSchema, ignored_vllm_fields
 
 
-class CompletionRequestSchema(SamplingSchema):
+class CompletionRequestSchema(SamplingSchema, ignored_vllm_fields(COMPLETION)):
     prompt = Prompt(required=True)
     # OpenAI caps this at 5; vLLM (and the provider) allow up to 20.
     logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from app.schemas.sampling import EMBEDDING, ignored_vllm_fields
 from app.schemas.usage import TokenUsageSchema
 
 #: OpenAI's limit on inputs per request.
@@ -38,7 +39,7 @@ class EmbeddingInput(fields.Field):
         return items
 
 
-class EmbeddingRequestSchema(Schema):
+class EmbeddingRequestSchema(ignored_vllm_fields(EMBEDDING)):
     class Meta:
         unknown = RAISE
 

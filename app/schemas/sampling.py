@@ -7,21 +7,152 @@ travels to the worker, which maps it onto vLLM's SamplingParams.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.schemas.fields import StringOrList
 
 # Parameters an OpenAI SDK may send that we accept and ignore (documented as no-ops).
 IGNORED = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")
 
+#: vLLM request fields that are vLLM `SamplingParams` arguments of the same name and meaning.
+#: They are validated here and travel in the job's `params` (only when the client sent them)
+#: so the worker can hand them to `SamplingParams(...)` as they are.
+#: A logit_bias key: a token id in ASCII digits (str.isdigit would take "²").
+TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
-class StreamOptionsSchema(Schema):
+ENGINE_PASSTHROUGH_FIELDS = (
+    "include_stop_str_in_output",
+    "spaces_between_special_tokens",
+    "allowed_token_ids",
+    "bad_words",
+    "stream_interval",
+)
+
+CHAT, COMPLETION, EMBEDDING = "chat", "completion", "embedding"
+_GENERATE = (CHAT, COMPLETION)
+_ALL = (CHAT, COMPLETION, EMBEDDING)
+
+_BOOL = partial(fields.Boolean, allow_none=True)
+_INT = partial(fields.Integer, allow_none=True)
+_FLOAT = partial(fields.Float, allow_none=True)
+_STR = partial(fields.String, allow_none=True)
+_DICT = partial(fields.Dict, keys=fields.String(), allow_none=True)
+_INTS = partial(fields.List, fields.Integer, allow_none=True)
+_ANY = partial(fields.Raw, allow_none=True)
+
+
+def _one_of(*choices: str) -> Callable[..., fields.Field]:
+    return partial(fields.String, allow_none=True, validate=validate.OneOf(choices))
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A vLLM request field we accept and do nothing with: its type, where vLLM defines it, and why."""
+
+    field: Callable[..., fields.Field]
+    endpoints: tuple[str, ...]
+    reason: str
+
+
+#: Every other field vLLM's OpenAI server accepts on chat, completions and embeddings: accepted
+#: (so clients written for vLLM work), type-checked, dropped after validation, never sent on.
+IGNORED_VLLM_FIELDS: dict[str, Ignored] = {
+    # Sampling and decoding
+    "use_beam_search": Ignored(_BOOL, _GENERATE, "beam search is not offered; the request is sampled"),
+    "length_penalty": Ignored(_FLOAT, _GENERATE, "only used by beam search, which is not offered"),
+    "watermarking": Ignored(_BOOL, _GENERATE, "no watermarking is configured on the engines"),
+    "prompt_logprobs": Ignored(_INT, _GENERATE, "prompt logprobs are returned only by echo + logprobs"),
+    "logprob_token_ids": Ignored(_INTS, _GENERATE, "logprobs cover the top tokens, not a chosen label set"),
+    "repetition_detection": Ignored(_DICT, _GENERATE, "no early stop on repeated n-grams; max_tokens bounds"),
+    "thinking_token_budget": Ignored(_INT, _GENERATE, "no served model reasons"),
+    "response_format": Ignored(_DICT, _GENERATE, "constrained decoding is not wired to the engine yet"),
+    "structured_outputs": Ignored(_DICT, _GENERATE, "constrained decoding is not wired to the engine yet"),
+    "vllm_xargs": Ignored(_DICT, _GENERATE, "no custom engine extensions are installed"),
+    # Prompt building (inferq tokenises in the API with the model's own template)
+    "truncate_prompt_tokens": Ignored(_INT, _ALL, "an over-long prompt is a 400 naming the limit, never cut"),
+    "truncation_side": Ignored(_one_of("left", "right"), _ALL, "prompts are never truncated"),
+    "add_special_tokens": Ignored(_BOOL, _ALL, "the tokenizer's defaults (and chat template) apply"),
+    "prompt_embeds": Ignored(_ANY, (COMPLETION,), "prompts are text or token ids; embeddings are not taken"),
+    "echo": Ignored(_BOOL, (CHAT,), "chat never prepends the last message (completions' echo is honoured)"),
+    "continue_final_message": Ignored(_BOOL, (CHAT,), "the chat template always closes the last message"),
+    "documents": Ignored(partial(fields.List, fields.Dict, allow_none=True), (CHAT,), "no RAG templates"),
+    "chat_template": Ignored(_STR, (CHAT,), "the model's own chat template is always used"),
+    "chat_template_kwargs": Ignored(_DICT, (CHAT,), "the model's own chat template takes no arguments"),
+    "media_io_kwargs": Ignored(_DICT, (CHAT,), "text-only models: no media"),
+    "mm_processor_kwargs": Ignored(_DICT, (CHAT, EMBEDDING), "text-only models: no multimodal processor"),
+    "mm_payload": Ignored(_one_of("tensors", "none"), _GENERATE, "only for vLLM's render endpoints"),
+    "return_mm_kwargs": Ignored(_BOOL, _GENERATE, "only for vLLM's render endpoints"),
+    # Tools and reasoning (chat)
+    "tools": Ignored(partial(fields.List, fields.Dict, allow_none=True), (CHAT,), "tool calling is not offered"),
+    "tool_choice": Ignored(_ANY, (CHAT,), "tool calling is not offered; behaves as 'none'"),
+    "reasoning_effort": Ignored(_STR, (CHAT,), "no served model reasons"),
+    "include_reasoning": Ignored(_BOOL, (CHAT,), "no served model reasons"),
+    # Response extras
+    "return_tokens_as_token_ids": Ignored(_BOOL, _GENERATE, "logprob tokens are always text"),
+    "return_token_ids": Ignored(_BOOL, _GENERATE, "responses carry text, as OpenAI's do"),
+    "return_token_offsets": Ignored(_BOOL, _GENERATE, "only for vLLM's render endpoints"),
+    "return_prompt_text": Ignored(_BOOL, (CHAT,), "responses carry no prompt text, as OpenAI's do"),
+    "routed_experts_prompt_start": Ignored(_INT, _GENERATE, "no mixture-of-experts routing data is returned"),
+    # Request bookkeeping and serving topology
+    "request_id": Ignored(_STR, _ALL, "inferq names every request by its own job id"),
+    "session_id": Ignored(_STR, _GENERATE, "no session-affine routing: any worker of the model serves"),
+    "priority": Ignored(_INT, _ALL, "engine priority scheduling is off; queue jobs take a priority of their own"),
+    "cache_salt": Ignored(_STR, _ALL, "prefix caching is off on these engines"),
+    "kv_transfer_params": Ignored(_DICT, _GENERATE, "no disaggregated prefill"),
+    "ec_transfer_params": Ignored(_DICT, _GENERATE, "no disaggregated encoder cache"),
+    "stream_options.continuous_usage_stats": Ignored(
+        _BOOL, _GENERATE, "usage comes once, in the last chunk, as OpenAI sends it"
+    ),
+    # Embeddings
+    "padding": Ignored(_one_of("max_length", "do_not_pad"), (EMBEDDING,), "inputs are never padded"),
+    "use_activation": Ignored(_BOOL, (EMBEDDING,), "the model's pooler settings (normalised) apply"),
+    "embed_dtype": Ignored(
+        _one_of("float32"), (EMBEDDING,), "base64 is always float32 (OpenAI's); other dtypes are refused"
+    ),
+    "endianness": Ignored(
+        _one_of("native", "little"), (EMBEDDING,), "base64 is always little-endian (OpenAI's); big is refused"
+    ),
+}
+
+
+class DropsIgnoredFields(Schema):
+    """Drops, once loaded, every field marked `ignored`: accepted and checked, never sent on."""
+
+    @post_load
+    def _drop_ignored(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if "ignored" not in self.fields[key].metadata}
+
+
+def _ignored_field(name: str) -> fields.Field:
+    spec = IGNORED_VLLM_FIELDS[name]
+    return spec.field(metadata={"ignored": spec.reason})
+
+
+def ignored_vllm_fields(endpoint: str) -> type[Schema]:
+    """A schema mixin declaring the ignored top-level vLLM fields of one endpoint.
+
+    A subclass that declares a field of the same name itself (the queue's `priority`) keeps its own.
+    """
+    declared = {
+        name: _ignored_field(name)
+        for name, spec in IGNORED_VLLM_FIELDS.items()
+        if endpoint in spec.endpoints and "." not in name
+    }
+    return type(f"IgnoredVllm{endpoint.title()}Fields", (DropsIgnoredFields,), declared)
+
+
+class StreamOptionsSchema(DropsIgnoredFields):
     class Meta:
         unknown = RAISE
 
     include_usage = fields.Boolean(load_default=False)
+    continuous_usage_stats = _ignored_field("stream_options.continuous_usage_stats")
 
 
 class SamplingSchema(Schema):
@@ -29,30 +160,27 @@ class SamplingSchema(Schema):
         unknown = RAISE
 
     model = fields.String(validate=validate.Length(min=1, max=256))
-    n = fields.Integer(load_default=1, validate=validate.Range(min=1, max=128))
-    best_of = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=128))
-    temperature = fields.Float(allow_none=True, load_default=1.0, validate=validate.Range(min=0, max=2))
-    top_p = fields.Float(allow_none=True, load_default=1.0, validate=validate.Range(min=0, max=1, min_inclusive=False))
-    top_k = fields.Integer(allow_none=True, load_default=-1, validate=validate.Range(min=-1))
-    min_p = fields.Float(allow_none=True, load_default=0.0, validate=validate.Range(min=0, max=1))
-    presence_penalty = fields.Float(allow_none=True, load_default=0.0, validate=validate.Range(min=-2, max=2))
-    frequency_penalty = fields.Float(allow_none=True, load_default=0.0, validate=validate.Range(min=-2, max=2))
-    repetition_penalty = fields.Float(
-        allow_none=True, load_default=1.0, validate=validate.Range(min=0, max=2, min_inclusive=False)
-    )
-    seed = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=-(2**63), max=2**63 - 1))
-    stop = StringOrList(allow_none=True, load_default=None)
-    stop_token_ids = fields.List(fields.Integer(validate=validate.Range(min=0)), allow_none=True, load_default=None)
-    max_tokens = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1))
-    min_tokens = fields.Integer(load_default=0, validate=validate.Range(min=0))
-    ignore_eos = fields.Boolean(load_default=False)
-    detokenize = fields.Boolean(load_default=True)
-    skip_special_tokens = fields.Boolean(load_default=True)
+    n = fields.Integer(validate=validate.Range(min=1, max=128))
+    best_of = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=128))
+    temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2))
+    top_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
+    top_k = fields.Integer(allow_none=True, validate=validate.Range(min=-1))
+    min_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1))
+    presence_penalty = fields.Float(allow_none=True, validate=validate.Range(min=-2, max=2))
+    frequency_penalty = fields.Float(allow_none=True, validate=validate.Range(min=-2, max=2))
+    repetition_penalty = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2, min_inclusive=False))
+    seed = fields.Integer(allow_none=True, validate=validate.Range(min=-(2**63), max=2**63 - 1))
+    stop = StringOrList(allow_none=True)
+    stop_token_ids = fields.List(fields.Integer(validate=validate.Range(min=0)), allow_none=True)
+    max_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    min_tokens = fields.Integer(validate=validate.Range(min=0))
+    ignore_eos = fields.Boolean()
+    detokenize = fields.Boolean()
+    skip_special_tokens = fields.Boolean()
     logit_bias = fields.Dict(
         keys=fields.String(),
         values=fields.Float(validate=validate.Range(min=-100, max=100)),
         allow_none=True,
-        load_default=None,
     )
     stream = fields.Boolean(load_default=False)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True, load_default=None)
@@ -61,6 +189,14 @@ class SamplingSchema(Schema):
     store = fields.Boolean(allow_none=True)
     service_tier = fields.String(allow_none=True)
     parallel_tool_calls = fields.Boolean(allow_none=True)
+    # vLLM's SamplingParams arguments, passed on as they are (ENGINE_PASSTHROUGH_FIELDS).
+    include_stop_str_in_output = fields.Boolean()
+    spaces_between_special_tokens = fields.Boolean()
+    allowed_token_ids = fields.List(
+        fields.Integer(validate=validate.Range(min=0)), allow_none=True, validate=validate.Length(min=1)
+    )
+    bad_words = fields.List(fields.String(validate=validate.Length(min=1)))
+    stream_interval = fields.Integer(allow_none=True, validate=validate.Range(min=1))
 
     @validates_schema
     def _check_combinations(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -75,45 +211,7 @@ class SamplingSchema(Schema):
         if max_tokens is not None and min_tokens > max_tokens:
             raise ValidationError("min_tokens must be less than or equal to max_tokens", "min_tokens")
         bias = data.get("logit_bias") or {}
-        if any(not key.lstrip("-").isdigit() for key in bias):
+        if any(not TOKEN_ID.fullmatch(key) for key in bias):
             raise ValidationError("keys must be token ids", "logit_bias")
         if data.get("stream_options") and not data.get("stream"):
             raise ValidationError("stream_options is only allowed when stream is true", "stream_options")
-
-
-def sampling_params(data: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-safe subset of a loaded request that the worker needs."""
-    keys = (
-        "n",
-        "best_of",
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "presence_penalty",
-        "frequency_penalty",
-        "repetition_penalty",
-        "seed",
-        "stop",
-        "stop_token_ids",
-        "max_tokens",
-        "min_tokens",
-        "ignore_eos",
-        "detokenize",
-        "skip_special_tokens",
-        "logit_bias",
-    )
-    params = {key: data.get(key) for key in keys}
-    # OpenAI treats null as "use the default".
-    for key, default in (
-        ("temperature", 1.0),
-        ("top_p", 1.0),
-        ("top_k", -1),
-        ("min_p", 0.0),
-        ("presence_penalty", 0.0),
-        ("frequency_penalty", 0.0),
-        ("repetition_penalty", 1.0),
-    ):
-        if params[key] is None:
-            params[key] = default
-    return params

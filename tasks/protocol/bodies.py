@@ -128,15 +128,21 @@ def completion_body(job_id: str, request: GenerationRequest, results: list[Promp
     }
 
 
-def stream_chunk(job_id: str, request: GenerationRequest, index: int, choice: Choice, first: bool) -> dict[str, Any]:
-    """One SSE chunk for one choice's delta, in OpenAI's streaming shapes."""
+def stream_chunk(
+    job_id: str, request: GenerationRequest, index: int, choice: Choice, first: bool, offset: int = 0
+) -> dict[str, Any]:
+    """One SSE chunk for one choice's delta, in OpenAI's streaming shapes.
+
+    `offset` is how much text this choice streamed before: a text completion's
+    `text_offset` counts from the start of the whole answer, not of the chunk.
+    """
     top = request.sampling.logprobs
     if request.endpoint == CHAT:
         delta: dict[str, Any] = {"role": "assistant", "content": choice.text} if first else {"content": choice.text}
         logprobs = _chat_logprobs(choice.logprobs, top) if top is not None else None
         out = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": _finish_reason(choice)}
     else:
-        logprobs = _completion_logprobs(choice.logprobs, top) if top is not None else None
+        logprobs = _completion_logprobs(choice.logprobs, top, offset) if top is not None else None
         out = {"index": index, "text": choice.text, "logprobs": logprobs, "finish_reason": _finish_reason(choice)}
     body = _chunk_head(job_id, request)
     body["choices"] = [out]

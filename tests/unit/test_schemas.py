@@ -2,9 +2,9 @@ import pytest
 from marshmallow import ValidationError
 
 from app.errors import validation_error
+from app.job_requests import sampling
 from app.schemas.chat import ChatCompletionRequestSchema
 from app.schemas.completions import CompletionRequestSchema
-from app.schemas.sampling import sampling_params
 
 CHAT = ChatCompletionRequestSchema()
 TEXT = CompletionRequestSchema()
@@ -19,15 +19,15 @@ def param_of(schema, body):
 
 def test_chat_defaults_follow_openai():
     data = CHAT.load({"model": "m", "messages": MESSAGES})
-    params = sampling_params(data)
-    assert params["n"] == 1 and params["temperature"] == 1.0 and params["top_p"] == 1.0
-    assert params["top_k"] == -1 and params["max_tokens"] is None and params["seed"] is None
+    params = sampling(data)
+    assert params.n == 1 and params.temperature == 1.0 and params.top_p == 1.0
+    assert params.top_k == -1 and params.max_tokens is None and params.seed is None
     assert data["stream"] is False and data["logprobs"] is False
 
 
 def test_null_means_default():
-    params = sampling_params(CHAT.load({"model": "m", "messages": MESSAGES, "temperature": None, "top_p": None}))
-    assert params["temperature"] == 1.0 and params["top_p"] == 1.0
+    params = sampling(CHAT.load({"model": "m", "messages": MESSAGES, "temperature": None, "top_p": None}))
+    assert params.temperature == 1.0 and params.top_p == 1.0
 
 
 @pytest.mark.parametrize(
