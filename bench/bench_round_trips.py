@@ -120,6 +120,69 @@ def start(repo: Path, env: dict, args: list[str], log: Path) -> subprocess.Popen
     )
 
 
+def start_stack(repo: Path, work: Path, redis_port: int, api_port: int) -> tuple[str, list[subprocess.Popen]]:
+    """A key, a worker and a one-process gunicorn of `repo`'s code against the Redis on `redis_port`."""
+    env = {
+        **os.environ,
+        "INFERQ_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(repo),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "create", "--name", "rt", "--rpm", "100000"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    key = next(line.strip() for line in out.splitlines() if line.strip().startswith("sk-"))
+    worker_module = ["-m", "app.cli", "worker"] if (repo / "app" / "cli").is_dir() else ["-m", "tasks.worker"]
+    worker = start(repo, env, [*worker_module, "--model", MODEL], work / "worker.log")
+    gunicorn = ["-m", "gunicorn", "--config", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{api_port}"]
+    api = start(repo, env, [*gunicorn, "app.wsgi:app"], work / "api.log")
+    client = redis.Redis(port=redis_port)
+    wait(lambda: client.zcard(f"inferq:workers:{MODEL}") > 0, 600, "worker")
+    return key, [worker, api]
+
+
+def measure(redis_port: int, api_port: int, key: str, procs: list[subprocess.Popen], requests_: int) -> None:
+    url = f"http://127.0.0.1:{api_port}/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+
+    def one() -> None:
+        http.post(url, json=body, timeout=120).raise_for_status()
+
+    for _ in range(3):
+        one()  # warm-up: tokenizer, scripts loaded, connections open
+    monitor = Monitor(redis_port)
+    monitor.start()
+    idle, idle_seconds = monitor.window(3.0)
+    busy, busy_seconds = monitor.window(lambda: [one() for _ in range(requests_)])
+    worker, api = procs
+    ports = owners({"api": [api.pid], "worker": [worker.pid]})
+    idle_rate = {side: n / idle_seconds for side, n in count(idle, ports).items()}
+    busy_total = count(busy, ports)
+    print(f"requests: {requests_}  window: {busy_seconds:.1f} s")
+    for side in ("api", "worker"):
+        per_request = (busy_total[side] - idle_rate.get(side, 0) * busy_seconds) / requests_
+        print(
+            f"  {side:<6} commands per synchronous request: {per_request:5.1f}"
+            f"  (background {idle_rate.get(side, 0):.1f}/s subtracted)"
+        )
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=HERE)
@@ -133,80 +196,13 @@ def main() -> int:
     )
     procs: list[subprocess.Popen] = []
     try:
-        client = redis.Redis(port=redis_port)
-        wait(client.ping, 10, "redis")
-        env = {
-            **os.environ,
-            "INFERQ_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(args.repo),
-        }
-        out = subprocess.run(
-            [sys.executable, "-m", "app.cli", "keys", "create", "--name", "rt", "--rpm", "100000"],
-            cwd=args.repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        key = next(line.strip() for line in out.splitlines() if line.strip().startswith("sk-"))
-        worker = start(args.repo, env, ["-m", "tasks.worker", "--model", MODEL], work / "worker.log")
-        api = start(
-            args.repo,
-            env,
-            [
-                "-m",
-                "gunicorn",
-                "--config",
-                "gunicorn.conf.py",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{api_port}",
-                "app.wsgi:app",
-            ],
-            work / "api.log",
-        )
-        procs = [worker, api]
-        wait(lambda: client.zcard(f"inferq:workers:{MODEL}") > 0, 600, "worker")
-        url = f"http://127.0.0.1:{api_port}/v1/chat/completions"
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
-        http = requests.Session()
-        http.headers["Authorization"] = f"Bearer {key}"
-
-        def one() -> None:
-            response = http.post(url, json=body, timeout=120)
-            response.raise_for_status()
-
-        for _ in range(3):
-            one()  # warm-up: tokenizer, scripts loaded, connections open
-        monitor = Monitor(redis_port)
-        monitor.start()
-        idle, idle_seconds = monitor.window(3.0)
-
-        def many() -> None:
-            for _ in range(args.requests):
-                one()
-
-        busy, busy_seconds = monitor.window(many)
-        ports = owners({"api": [api.pid], "worker": [worker.pid]})
-        idle_rate = {side: n / idle_seconds for side, n in count(idle, ports).items()}
-        busy_total = count(busy, ports)
-        print(f"checkout: {args.repo}  requests: {args.requests}  window: {busy_seconds:.1f} s")
-        for side in ("api", "worker"):
-            per_request = (busy_total[side] - idle_rate.get(side, 0) * busy_seconds) / args.requests
-            print(
-                f"  {side:<6} commands per synchronous request: {per_request:5.1f}"
-                f"  (background {idle_rate.get(side, 0):.1f}/s subtracted)"
-            )
+        wait(redis.Redis(port=redis_port).ping, 10, "redis")
+        key, procs = start_stack(args.repo, work, redis_port, api_port)
+        print(f"checkout: {args.repo}")
+        measure(redis_port, api_port, key, procs, args.requests)
         return 0
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(procs)
         server.terminate()
         server.wait(10)
         shutil.rmtree(work, ignore_errors=True)

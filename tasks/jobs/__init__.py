@@ -1,13 +1,11 @@
 """Jobs: their records, their Lua steps and the one service that changes them (see service.py)."""
 
-from tasks.jobs.record import DEFAULT_PRIORITY, STATUSES, TERMINAL, Job
+from tasks.jobs.record import DEFAULT_PRIORITY, STATUSES, TERMINAL, Claim, Idempotency, Job
 from tasks.jobs.service import (
     ALREADY_ENDED,
     CANCELLED_QUEUED,
     CANCELLED_RUNNING,
     NOT_FOUND,
-    Claim,
-    Idempotency,
     JobService,
 )
 

@@ -7,7 +7,9 @@ built, so `stream`, `endpoint`, `model`, `n`... are read from one place.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +75,30 @@ class Job:
             error_status=int(fields["error_status"]) if fields.get("error_status") else None,
             usage=document("usage"),
         )
+
+
+def new_job_id() -> str:
+    """Unguessable: 128 random bits."""
+    return "job_" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An `Idempotency-Key` and the body it came with, both hashed: neither is stored as sent."""
+
+    key_digest: str
+    body_digest: str
+
+    @classmethod
+    def of(cls, key: str, body: bytes) -> Idempotency:
+        return cls(hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest())
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on one attempt of a job: only this attempt may finish it."""
+
+    job_id: str
+    attempt: int
+    owner: str
+    request: JobRequest

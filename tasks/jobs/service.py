@@ -10,19 +10,16 @@ and one terminal `end` event, on which waiters block.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from tasks.jobs import scripts
 from tasks.jobs.reads import THROUGHPUT_WINDOW_SECONDS, JobReads
-from tasks.jobs.record import DEFAULT_PRIORITY, Job
+from tasks.jobs.record import DEFAULT_PRIORITY, Claim, Idempotency, Job, new_job_id
 from tasks.keyspace import KEYS, Keyspace
 from tasks.protocol.errors import APIError, NotFound
 from tasks.protocol.requests import JobRequest, request_from_json
@@ -36,39 +33,12 @@ TPM_TTL_SECONDS = 180
 NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
 
 
-def new_job_id() -> str:
-    """Unguessable: 128 random bits."""
-    return "job_" + secrets.token_hex(16)
-
-
 def dispatch_score(priority: int, at: float) -> float:
     return priority * scripts.PRIORITY_SCALE + int(at * 1000)
 
 
 def utc_day(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).date().isoformat()
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """An `Idempotency-Key` and the body it came with, both hashed: neither is stored as sent."""
-
-    key_digest: str
-    body_digest: str
-
-    @classmethod
-    def of(cls, key: str, body: bytes) -> Idempotency:
-        return cls(hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest())
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A worker's hold on one attempt of a job: only this attempt may finish it."""
-
-    job_id: str
-    attempt: int
-    owner: str
-    request: JobRequest
 
 
 class JobService(JobReads):
