@@ -20,8 +20,7 @@ def main() -> int:
     from tasks.settings import Settings
 
     spec = Settings.load().models[job["model"]]
-    options = {"model": spec.local_path, "dtype": spec.dtype, "max_model_len": spec.max_model_len,
-               "max_num_seqs": spec.max_concurrency, "seed": 0, **spec.engine}  # fmt: skip
+    options = spec.engine_options("cpu")  # the same engine a CPU worker runs
     llm = LLM(**options)
     prompts = [{"prompt_token_ids": ids} for ids in job["prompts"]]
     params = [SamplingParams(max_tokens=job["max_tokens"], ignore_eos=True, seed=seed) for seed in job["seeds"]]

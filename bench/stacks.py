@@ -64,17 +64,21 @@ def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> 
 
 
 def vllm_serve_command(port: int) -> list[str]:
+    """vLLM's own server with the engine options an inferq CPU worker uses (the models file's cpu block)."""
     spec = Settings.load().models[CHAT_MODEL]
+    options = spec.engine_options("cpu")
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.local_path,
-        "--served-model-name", CHAT_MODEL, "--dtype", spec.dtype, "--max-model-len", str(spec.max_model_len),
-        "--max-num-seqs", str(spec.max_concurrency), "--host", "127.0.0.1", "--port", str(port),
-        "--disable-log-stats", "--seed", "0",
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", options["model"],
+        "--served-model-name", CHAT_MODEL, "--dtype", options["dtype"], "--max-model-len", str(spec.max_model_len),
+        "--max-num-seqs", str(options["max_num_seqs"]), "--host", "127.0.0.1", "--port", str(port),
+        "--disable-log-stats", "--seed", str(options["seed"]),
     ]  # fmt: skip
-    if spec.engine.get("enforce_eager"):
+    if options.get("enforce_eager"):
         command.append("--enforce-eager")
-    if spec.engine.get("enable_chunked_prefill") is False:
+    if options.get("enable_chunked_prefill") is False:
         command.append("--no-enable-chunked-prefill")
+    if "kv_cache_memory_bytes" in options:
+        command += ["--kv-cache-memory-bytes", str(options["kv_cache_memory_bytes"])]
     return command
 
 
