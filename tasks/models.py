@@ -36,6 +36,9 @@ class ModelSpec:
     dtype: str = "auto"
     system_message: bool = True
     max_concurrency: int = 32
+    #: A generation running longer than this is aborted and fails (`generation_timeout`),
+    #: billed for what it computed; a hung engine cannot hold a job (or its lease) forever.
+    time_limit_seconds: float = 600.0
     price: Price = field(default_factory=Price)
     tokenizer: str | None = None
     engine: dict[str, Any] = field(default_factory=dict)

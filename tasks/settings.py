@@ -57,6 +57,19 @@ class Settings:
     lease_renew_seconds: float = _setting(2.0, "a worker renews the leases of the jobs it holds this often")
     lease_timeout_seconds: float = _setting(30.0, "a lease not renewed this long means its worker died: re-queue")
     reconcile_seconds: float = _setting(5.0, "how often the reconciler looks for stale leases and overdue jobs")
+    max_attempts: int = _setting(3, "a job whose worker dies this many times fails as `job_failed_repeatedly`")
+    orphan_sweep_seconds: float = _setting(
+        30.0, "queued this long with no broker message (lost send, lost AOF tail): the message is sent again"
+    )
+    sync_retention_seconds: int = _setting(
+        3600, "a delivered synchronous job keeps status and usage (no prompt, no result) this long"
+    )
+    redis_memory_high_water: float = _setting(
+        0.9, "above this share of Redis `maxmemory` new jobs get 503 + Retry-After; running ones still finish"
+    )
+    max_sequences_per_request: int = _setting(256, "prompts × max(n, best_of) above this is refused with a 400")
+    max_open_jobs_per_key: int = _setting(1000, "a key's unfinished jobs (queued or running); one more is a 429")
+    max_waiting_per_key: int = _setting(64, "a key's concurrent synchronous requests and open streams; more is a 429")
     max_poll_wait_seconds: float = _setting(60.0, "longest `?wait=` long-poll on a queue job")
     metrics_token: str = _setting("", "Bearer token for `/metrics` from non-loopback clients (none: loopback only)")
     bind: str = _setting("127.0.0.1:8000", "gunicorn's listen address")
