@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.tokenizers import TokenizerCache
     from tasks.celery_app import create_celery
     from tasks.dispatch import dispatch
-    from tasks.jobs import JobService
+    from tasks.jobs import JobService, Policy
     from tasks.redis_client import redis_client
 
     settings = settings or Settings.load()
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["inferq.settings"] = settings
     celery = app.extensions["celery"] = create_celery(settings)
     app.extensions["inferq.jobs"] = JobService(
-        redis_client(settings.redis_url), settings.job_retention_seconds, send=lambda job: dispatch(celery, job)
+        redis_client(settings.redis_url), Policy.from_settings(settings), send=lambda job: dispatch(celery, job)
     )
     app.extensions["inferq.tokenizers"] = TokenizerCache()
     register_error_handlers(app)

@@ -14,8 +14,9 @@ from celery import Celery
 from tasks.jobs import DEFAULT_PRIORITY
 from tasks.settings import Settings
 
-#: Kombu's Redis transport emulates priorities with one list per step.
+#: Kombu's Redis transport emulates priorities with one list per step, named `<queue><sep><step>`.
 PRIORITY_STEPS = list(range(10))
+QUEUE_SEPARATOR = ":"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -24,7 +25,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
-        "sep": ":",
+        "sep": QUEUE_SEPARATOR,
         "queue_order_strategy": "priority",
     }
     app.conf.update(

@@ -7,7 +7,6 @@ JobService is the one class callers use.
 from __future__ import annotations
 
 import json
-import time
 
 import redis
 
@@ -22,6 +21,11 @@ THROUGHPUT_WINDOW_SECONDS = 300.0
 class JobReads:
     def __init__(self, client: redis.Redis, keys: Keyspace) -> None:
         self.redis, self.keys = client, keys
+
+    def server_time(self) -> float:
+        """Redis's clock: the one every host's decisions about leases, heartbeats and deadlines share."""
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(self.keys.job(job_id))
@@ -74,7 +78,7 @@ class JobReads:
 
     def throughput(self, model: str) -> float | None:
         """Jobs per second this model finished recently; None before any finished."""
-        now, key = time.time(), self.keys.done(model)
+        now, key = self.server_time(), self.keys.done(model)
         oldest = self.redis.zrangebyscore(key, now - THROUGHPUT_WINDOW_SECONDS, now, start=0, num=1, withscores=True)
         if not oldest:
             return None

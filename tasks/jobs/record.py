@@ -37,6 +37,11 @@ class Job:
     error: dict[str, Any] | None = None
     error_status: int | None = None
     usage: dict[str, int] | None = None
+    #: The worker running (or that last ran) it, `<model>@<host>-<pid>`.
+    worker: str | None = None
+    #: Listed jobs (the queue routes') keep everything for the retention time; the
+    #: others (synchronous calls) are trimmed once their caller has the answer.
+    listed: bool = False
     #: Known only right after submission (answered by the same round trip).
     position: int | None = None
 
@@ -74,6 +79,8 @@ class Job:
             error=document("error"),
             error_status=int(fields["error_status"]) if fields.get("error_status") else None,
             usage=document("usage"),
+            worker=fields.get("worker"),
+            listed=fields.get("listed") == "1",
         )
 
 
