@@ -17,6 +17,7 @@ import click
 import redis
 
 from app.auth.keys import KeyStore
+from tasks.redis_client import redacted, redis_client
 from tasks.settings import Settings
 
 #: The quick start's key: generous enough that a person trying things never meets it.
@@ -24,16 +25,22 @@ LOCAL_RPM = 600
 
 
 def open_store(config: Settings, wait: float = 0.0) -> KeyStore:
-    """The key store, once Redis answers (waiting up to `wait` seconds: the quick start races Redis)."""
-    client = redis.Redis.from_url(config.redis_url)
+    """The key store, once Redis answers (waiting up to `wait` seconds: the quick start races Redis).
+
+    A refused password is not waited on: it will not start working. The error
+    names Redis by its URL with the password masked.
+    """
+    client = redis_client(config.redis_url)
     deadline = time.monotonic() + wait
     while True:
         try:
             client.ping()
             return KeyStore(client)
-        except redis.ConnectionError:
+        except redis.AuthenticationError as exc:
+            raise click.ClickException(f"Redis at {redacted(config.redis_url)} refused the password: {exc}") from exc
+        except redis.ConnectionError as exc:
             if time.monotonic() >= deadline:
-                raise
+                raise click.ClickException(f"Redis at {redacted(config.redis_url)} does not answer: {exc}") from exc
             time.sleep(0.5)
 
 
