@@ -19,6 +19,7 @@ import yaml
 from tests.harness import REPO
 
 COMPOSE = REPO / "docker" / "compose.yaml"
+REDIS_CONF = REPO / "config" / "redis.conf"
 PASSWORD = "0123abcd" * 8
 SECRETS = {"REDIS_PASSWORD": PASSWORD, "FLOWER_BASIC_AUTH": "ops:secret"}
 ENV = {**SECRETS, "PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -122,12 +123,27 @@ def test_no_service_makes_an_api_key_and_the_api_keeps_its_state_in_a_volume():
     assert f"api-var:{var_dir}" in api["volumes"] and "api-var" in document["volumes"]
 
 
+def redis_conf() -> dict[str, str]:
+    lines = [line.split(None, 1) for line in REDIS_CONF.read_text().splitlines() if line and line[0] != "#"]
+    return {name: value.strip('"') for name, value in lines}
+
+
+def test_redis_refuses_writes_at_maxmemory_and_fsyncs_every_write():
+    conf = redis_conf()
+    assert conf["maxmemory"] == "1gb" and conf["maxmemory-policy"] == "noeviction"
+    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "always"
+    assert conf["no-appendfsync-on-rewrite"] == "no"
+
+    compose = options(services()["redis"]["command"])
+    shared = ("appendonly", "appendfsync", "no-appendfsync-on-rewrite", "maxmemory-policy", "save", "maxmemory")
+    assert {name: compose[name] for name in shared} == {name: conf[name] for name in shared}  # one policy
+    assert options(services(REDIS_MAXMEMORY="6gb")["redis"]["command"])["maxmemory"] == "6gb"
+
+
 def test_compose_keeps_its_promises():
     found = services()
     models = [m["id"] for m in yaml.safe_load((REPO / "config" / "models.yaml").read_text())["models"]]
     assert "redis-data:/data" in found["redis"]["volumes"]  # jobs survive a recreated container
-    redis = options(found["redis"]["command"])
-    assert redis["appendonly"] == "yes" and redis["maxmemory-policy"] == "noeviction"
 
     served = [s["command"][-1] for name, s in found.items() if name.startswith("worker-")]
     assert sorted(served) == sorted(models)  # one worker per configured model
