@@ -62,7 +62,8 @@ def _union_types(converter: Any, field_obj: Any, **_: Any) -> dict[str, Any]:
     """JSON types for the union-typed fields that marshmallow cannot describe on its own."""
     tokens = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
     if isinstance(field_obj, StringOrList):
-        return {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        text = {"type": "string", "minLength": 1, "maxLength": field_obj.max_length}
+        return {"oneOf": [text, {"type": "array", "items": text, "maxItems": field_obj.max_items}]}
     if isinstance(field_obj, (Prompt, EmbeddingInput)):
         items = {"oneOf": [{"type": "string"}, tokens]}
         return {"oneOf": [{"type": "string"}, tokens, {"type": "array", "items": items, "minItems": 1}]}

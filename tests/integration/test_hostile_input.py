@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import pytest
 
 from app.auth.keys import KeyStore
+from app.schemas.sampling import MAX_BAD_WORDS, MAX_LOGIT_BIAS, MAX_STOP_CHARS, MAX_STOP_TOKEN_IDS
 from tasks.keyspace import KEYS
 from tests.conftest import keyed_client_class
 from tests.harness import EMBED_MODEL, GHOST_MODEL
 
 HI = [{"role": "user", "content": "hi"}]
+#: smollm2's vocabulary (the ghost model shares its files).
+VOCAB = 49152
 ROUTES = {
     "chat": ("/v1/chat/completions", "/queue/chat/completions"),
     "completion": ("/v1/completions", "/queue/completions"),
@@ -103,6 +106,112 @@ def chat(**fields) -> dict:
 
 def completion(**fields) -> dict:
     return {"model": GHOST_MODEL, "prompt": "hi", **fields}
+
+
+# -- fan-out ------------------------------------------------------------------------------------
+
+
+def test_twenty_thousand_prompts_with_best_of_128(caller):
+    error = caller.refused("completion", completion(prompt=["word"] * 20_000, best_of=128, max_tokens=2000))
+    assert (error["param"], error["code"]) == ("prompt", "too_many_sequences")
+    assert "20000 prompt(s) × 128 sample(s)" in error["message"] and "2560000" in error["message"]
+    assert "at most 256" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "product"),
+    [
+        ({"prompt": ["a"] * 20, "n": 20}, "n", 400),
+        ({"prompt": ["a"] * 3, "best_of": 100}, "best_of", 300),
+        ({"prompt": ["a"] * 3, "n": 90, "best_of": 100}, "best_of", 300),
+        ({"prompt": [[1, 2]] * 257}, "prompt", 257),
+    ],
+)
+def test_the_factor_that_made_it_too_big_is_named(caller, fields, param, product):
+    error = caller.refused("completion", completion(**fields))
+    assert (error["param"], error["code"]) == (param, "too_many_sequences")
+    assert f"= {product} sequences" in error["message"]
+
+
+def test_chat_counts_as_one_prompt(make_app, key, redis_server):
+    caller = caller_of(make_app(max_sequences_per_request=4), key, redis_server)
+    error = caller.refused("chat", chat(n=5))
+    assert (error["param"], error["code"]) == ("n", "too_many_sequences")
+    assert "1 prompt(s) × 5 sample(s)" in error["message"] and "at most 4" in error["message"]
+    accepted = caller.client.post("/queue/chat/completions", json=chat(n=4, max_tokens=1))
+    assert accepted.status_code == 202, accepted.get_data(as_text=True)
+    assert caller.client.delete(f"/queue/jobs/{accepted.get_json()['id']}").status_code == 200
+
+
+@pytest.mark.parametrize(("field", "value"), [("best_of", 10**9), ("n", 10**9), ("best_of", 129), ("n", 0)])
+def test_huge_n_or_best_of(caller, field, value):
+    for kind, body in (("completion", completion(**{field: value})), ("chat", chat(**{field: value}))):
+        error = caller.refused(kind, body)
+        assert (error["param"], error["code"]) == (field, "invalid_value")
+
+
+# -- sampling sizes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "said"),
+    [
+        ("completion", completion(max_tokens=4, min_tokens=5), "max_tokens (4, as requested)"),
+        ("completion", completion(min_tokens=17), "max_tokens (16, the default)"),
+        ("chat", chat(max_completion_tokens=3, min_tokens=4), "max_tokens (3, as requested)"),
+        ("chat", chat(min_tokens=5000), "what the context leaves after the messages"),
+    ],
+)
+def test_min_tokens_must_be_reachable(caller, kind, body, said):
+    error = caller.refused(kind, body)
+    assert error["param"] == "min_tokens" and said in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stop", ["s"] * 17),
+        ("stop", "x" * (MAX_STOP_CHARS + 1)),
+        ("stop", ["ok", "x" * (MAX_STOP_CHARS + 1)]),
+        ("stop", ""),
+        ("stop_token_ids", [2] * (MAX_STOP_TOKEN_IDS + 1)),
+        ("logit_bias", {str(i): 1 for i in range(MAX_LOGIT_BIAS + 1)}),
+        ("bad_words", ["w"] * (MAX_BAD_WORDS + 1)),
+        ("bad_words", ["x" * (MAX_STOP_CHARS + 1)]),
+        ("top_k", 2**63),
+        ("stream_interval", 2**64),
+        ("allowed_token_ids", [0] * (VOCAB + 1)),
+    ],
+)
+def test_oversized_sampling_fields(caller, field, value):
+    for kind, body in (("completion", completion(**{field: value})), ("chat", chat(**{field: value}))):
+        assert caller.refused(kind, body)["param"].split("[")[0] == field
+
+
+def test_stop_strings_need_detokenize(caller):
+    assert caller.refused("completion", completion(stop=["."], detokenize=False))["param"] == "stop"
+
+
+# -- token ids ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logit_bias", {"-1": 5}),
+        ("logit_bias", {"²": 5}),
+        ("logit_bias", {str(VOCAB): 5}),
+        ("stop_token_ids", [-1]),
+        ("stop_token_ids", [VOCAB]),
+        ("allowed_token_ids", [-1]),
+        ("allowed_token_ids", [VOCAB + 7]),
+        ("prompt", [5, -1]),
+        ("prompt", [[5], [VOCAB]]),
+    ],
+)
+def test_token_ids_must_be_in_the_vocabulary(caller, field, value):
+    error = caller.refused("completion", completion(**{field: value}))
+    assert error["param"].split("[")[0] == field, error
 
 
 # -- the JSON itself ------------------------------------------------------------------------------
