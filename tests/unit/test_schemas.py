@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from marshmallow import ValidationError
 
@@ -43,6 +45,8 @@ def test_null_means_default():
     [
         ("temperature", 2.5),
         ("temperature", -0.1),
+        ("temperature", math.nan),  # Python's json reads `NaN` and `Infinity`: the job record's JSON may not
+        ("top_p", math.inf),
         ("top_p", 0),
         ("top_p", 1.5),
         ("top_k", -2),
