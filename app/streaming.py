@@ -99,6 +99,9 @@ def stream_events(
     while True:
         batch = service.read_events(job.id, last, KEEPALIVE_SECONDS * 1000)
         if not batch:
+            if _stream_gone(job.id):
+                yield from writer.ending(last, replay=False)
+                return True
             waited += KEEPALIVE_SECONDS
             if timeout is not None and waited >= timeout:
                 yield writer.event(GatewayTimeout("The job did not finish in time.").to_dict(), None)
@@ -113,6 +116,13 @@ def stream_events(
             elif event["type"] == "end":
                 yield from writer.ending(entry_id, replay=not job.request.stream)
                 return True
+
+
+def _stream_gone(job_id: str) -> bool:
+    """The job ended and its events were trimmed under a waiting reader: the end it waits for is gone too."""
+    service = jobs.service()
+    current = service.get(job_id)
+    return current is None or (current.ended and not service.has_events(job_id))
 
 
 def sse_response(

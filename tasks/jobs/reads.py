@@ -41,6 +41,10 @@ class JobReads:
             for entry_id, fields in entries
         ]
 
+    def has_events(self, job_id: str) -> bool:
+        """False once the stream is gone: expired with its job, or trimmed after a synchronous delivery."""
+        return bool(self.redis.exists(self.keys.events(job_id)))
+
     def deltas_until(self, job_id: str, last_id: str) -> list[Delta]:
         """The deltas a client already received before it resumed at `last_id`."""
         entries = self.redis.xrange(self.keys.events(job_id), "-", last_id)

@@ -26,7 +26,8 @@ class Job:
     owner: str
     model: str
     status: str
-    request: JobRequest
+    #: None once a delivered synchronous job was trimmed to what billing keeps.
+    request: JobRequest | None
     priority: int = DEFAULT_PRIORITY
     attempts: int = 0
     created_at: float = 0.0
@@ -44,10 +45,12 @@ class Job:
     listed: bool = False
     #: Known only right after submission (answered by the same round trip).
     position: int | None = None
+    #: chat, completion or embedding (kept when the request is not).
+    endpoint: str = ""
 
-    @property
-    def endpoint(self) -> str:
-        return self.request.endpoint
+    def __post_init__(self) -> None:
+        if not self.endpoint and self.request is not None:
+            self.endpoint = self.request.endpoint
 
     @property
     def ended(self) -> bool:
@@ -68,7 +71,7 @@ class Job:
             owner=fields["owner"],
             model=fields["model"],
             status=fields["status"],
-            request=request_from_json(json.loads(fields["request"])),
+            request=request_from_json(json.loads(fields["request"])) if fields.get("request") else None,
             priority=int(fields.get("priority") or DEFAULT_PRIORITY),
             attempts=int(fields.get("attempts") or 0),
             created_at=float(fields["created_at"]),
@@ -81,6 +84,7 @@ class Job:
             usage=document("usage"),
             worker=fields.get("worker"),
             listed=fields.get("listed") == "1",
+            endpoint=fields.get("endpoint", ""),
         )
 
 

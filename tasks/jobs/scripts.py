@@ -59,7 +59,7 @@ end
 )
 
 # KEYS: job, queue, deadlines, owner jobs, tombstone, stats, open, waiting.
-# ARGV: job id, owner, model, priority, request json, summary json, expires in ('' = never),
+# ARGV: job id, owner, model, priority, request json, endpoint, expires in ('' = never),
 #       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits).
 # Checks the owner's caps, then writes the record and indexes it in one step.
 # Returns {'ok', created_at, position} or {'open_full' | 'waiting_full', count}.
@@ -78,8 +78,7 @@ if ARGV[12] ~= '' then
   redis.call('EXPIRE', KEYS[8], math.ceil(tonumber(ARGV[12])) + 60)
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'owner', ARGV[2], 'model', ARGV[3], 'status', 'queued',
-  'created_at', now, 'priority', ARGV[4], 'attempts', 0, 'request', ARGV[5], 'listed', ARGV[8])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
+  'created_at', now, 'priority', ARGV[4], 'attempts', 0, 'request', ARGV[5], 'listed', ARGV[8], 'endpoint', ARGV[6])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) * """
     + str(PRIORITY_SCALE)
@@ -135,18 +134,29 @@ return 1
 """
 )
 
-# KEYS: job, events, waiting. ARGV: job id.
+# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds).
 # The synchronous caller's read of its ended job: hands back the whole record,
 # then keeps only what billing and audit need (status, usage, times; not the
-# prompt, not the result, not the streamed tokens), and frees its wait slot.
+# prompt, not the result), and frees its wait slot. The record is written
+# afresh, so Redis stores it as a small listpack rather than the hash table
+# the prompt needed. The streamed tokens go after a short grace, so another
+# reader of the same stream still gets its end.
 COLLECT = """
 redis.call('ZREM', KEYS[3], ARGV[1])
 local record = redis.call('HGETALL', KEYS[1])
 if redis.call('HGET', KEYS[1], 'ended') == '1' and redis.call('HGET', KEYS[1], 'listed') ~= '1' then
-  local summary = redis.call('HGET', KEYS[1], 'summary')
-  if summary then redis.call('HSET', KEYS[1], 'request', summary) end
-  redis.call('HDEL', KEYS[1], 'summary', 'result')
-  redis.call('DEL', KEYS[2])
+  local kept = {}
+  for i = 1, #record, 2 do
+    if record[i] ~= 'request' and record[i] ~= 'result' then
+      kept[#kept + 1] = record[i]
+      kept[#kept + 1] = record[i + 1]
+    end
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(kept))
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 return record
 """

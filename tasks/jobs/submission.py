@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 MEMORY_CHECK_SECONDS = 1.0
 #: Retry-After bounds for a refused submission.
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 1, 3600
+#: A delivered synchronous job's event stream outlives the delivery by this much (other readers finish).
+STREAM_GRACE_SECONDS = 60
 #: What cancel() answers.
 NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
 
@@ -98,7 +100,7 @@ class Submission:
             request.model,
             priority,
             _compact(request.to_json()),
-            "" if listed else _compact(request.summary().to_json()),
+            request.endpoint,
             "" if expires_in is None else expires_in,
             int(listed),
             policy.retention + TOMBSTONE_EXTRA,
@@ -218,7 +220,8 @@ class Submission:
     def collect(self: JobService, job: Job) -> Job | None:
         """The ended job, read once by its synchronous caller; then only billing's part of it is kept."""
         k = self.keys
-        raw = self._collect(keys=[k.job(job.id), k.events(job.id), k.waiting(job.owner)], args=[job.id])
+        keys = [k.job(job.id), k.events(job.id), k.waiting(job.owner)]
+        raw = self._collect(keys=keys, args=[job.id, STREAM_GRACE_SECONDS])
         if not raw:
             return None
         return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)))

@@ -8,7 +8,7 @@ from one object. `to_json`/`from_json` are the record's form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workers.sampling import Sampling
@@ -38,10 +38,6 @@ class GenerationRequest:
     def sequences(self) -> int:
         """What the request costs the engine: prompts × samples (the fan-out limit's measure)."""
         return len(self.prompts) * self.sampling.samples
-
-    def summary(self) -> GenerationRequest:
-        """What an audit keeps of a delivered synchronous job: everything but the prompt's content."""
-        return replace(self, prompts=[], echo=None, echo_first_tokens=None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,9 +73,6 @@ class EmbeddingRequest:
     @property
     def sequences(self) -> int:
         return len(self.prompts)
-
-    def summary(self) -> EmbeddingRequest:
-        return replace(self, prompts=[])
 
     def to_json(self) -> dict[str, Any]:
         return {

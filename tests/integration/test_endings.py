@@ -60,9 +60,13 @@ def test_a_delivered_answer_is_trimmed_to_what_billing_keeps(make_app, worker):
     response = app.test_client().post("/v1/chat/completions", json=chat(4, "Say hi."))
     assert response.status_code == 200
     job = store.get(newest_job(store, before))
-    assert job.status == "completed" and job.result is None and job.request.prompts == []
+    assert job.status == "completed" and job.result is None and job.request is None
     assert job.usage == response.get_json()["usage"], "the record still says what was billed"
-    assert not store.redis.exists(KEYS.events(job.id))
+    assert 0 < store.redis.ttl(KEYS.events(job.id)) <= 60, "its events go after a short grace"
+    store.redis.delete(KEYS.events(job.id))  # the grace has passed
+    gone = app.test_client().get(f"/queue/jobs/{job.id}/stream")
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "stream_expired"
+    assert app.test_client().get(f"/queue/jobs/{job.id}").get_json()["usage"] == job.usage
 
 
 def test_a_key_over_its_waiting_cap_gets_a_429_in_openais_shape(make_app, worker):

@@ -136,6 +136,7 @@ def test_redis_refuses_writes_at_maxmemory_and_fsyncs_every_write():
 
     compose = options(services()["redis"]["command"])
     shared = ("appendonly", "appendfsync", "no-appendfsync-on-rewrite", "maxmemory-policy", "save", "maxmemory")
+    shared += ("hash-max-listpack-value",)
     assert {name: compose[name] for name in shared} == {name: conf[name] for name in shared}  # one policy
     assert options(services(REDIS_MAXMEMORY="6gb")["redis"]["command"])["maxmemory"] == "6gb"
 
