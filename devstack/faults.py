@@ -198,11 +198,22 @@ def delete_messages(client: redis.Redis, model: str, job_ids: Iterable[str]) -> 
 # -- processes ---------------------------------------------------------------------------
 
 
-def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal a whole process group (a gunicorn master and its workers; a worker and its engine core)."""
-    if process.poll() is None:
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, grace: float = 0.0) -> None:
+    """Signal a whole process group (a gunicorn master and its workers; a worker and its engine core).
+
+    With `grace`, a group still alive that long after `sig` gets SIGKILL: a
+    teardown should not wait out gunicorn's graceful timeout for clients that
+    a fault left hanging.
+    """
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(grace if sig != signal.SIGKILL else 60)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(60)
 
 

@@ -169,7 +169,7 @@ class ChaosStack:
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
-        self.api.stop()
+        kill_group(self.api.process, signal.SIGTERM, grace=5)
         self.redis.stop()
 
 
