@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 UNIT_STAMP := $(VENV)/.installed-unit
 PYTEST_ARGS ?=
 
-.PHONY: install redis browser models run test test-unit test-integration test-e2e test-chaos lint bench clean
+.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos lint bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,12 @@ redis:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
+# Debian's libfaketime, for the chaos test of a worker whose clock is a minute behind (tests/chaos).
+faketime:
+	@command -v faketime >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq faketime; }
+
 # Debian's Chromium, driven headless by the Flower browser test (tests/e2e/test_flower.py).
 browser:
 	@command -v chromium >/dev/null || { \
@@ -52,7 +58,7 @@ run: install redis models
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
 # Every level (README, "Tests"): unit, integration, e2e, chaos.
-test: install redis browser models
+test: install redis faketime browser models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # No Redis, no models, no network, no browser; well under a minute.
@@ -65,7 +71,7 @@ test-integration: install redis models
 test-e2e: install redis browser models
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-chaos: install redis models
+test-chaos: install redis faketime models
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 lint: install
