@@ -132,10 +132,21 @@ def test_a_collected_synchronous_job_keeps_only_what_billing_needs(redis_server)
     assert jobs.collect(job).result == {"answer": 42}, "the caller gets the whole result once"
     kept = jobs.get(job.id)
     assert kept.result is None and kept.request is None and kept.usage == USAGE and kept.endpoint == "chat"
-    assert kept.status == "completed" and 0 < jobs.redis.ttl(jobs.keys.events(job.id)) <= 60
+    assert kept.status == "completed" and not jobs.redis.exists(jobs.keys.events(job.id))
     assert 0 < jobs.redis.ttl(jobs.keys.job(job.id)) <= 120
     assert jobs.redis.memory_usage(jobs.keys.job(job.id)) <= 1024, "a small listpack, not a hash table"
     assert not jobs.redis.exists(jobs.keys.tombstone(job.id)), "no tombstone for a job nobody lists"
+
+
+def test_a_delivered_streamed_job_keeps_its_tokens_a_short_grace_for_other_readers(redis_server):
+    jobs = service(redis_server)
+    request = GenerationRequest("chat", "m", 1, [[1, 2]], Sampling(max_tokens=5), stream=True)
+    job = jobs.submit(owner="k", request=request, wait_seconds=60)
+    claim = jobs.claim(job.id, "m")
+    jobs.append_delta(claim, Delta(0, Choice(0, "hi", token_ids=[5])))
+    jobs.finish(claim, "completed", result={}, usage=USAGE)
+    jobs.collect(job)
+    assert 0 < jobs.redis.ttl(jobs.keys.events(job.id)) <= 60 and jobs.emitted(job.id) == 2
 
 
 def test_a_listed_job_keeps_its_result_after_a_read(redis_server):
