@@ -34,8 +34,6 @@ from workers import runtime
 
 log = logging.getLogger("inferq.worker")
 
-#: kombu's Redis transport without its restore-on-close (tasks.broker).
-BROKER_TRANSPORT = "tasks.broker:Transport"
 #: How often the watchdog checks for an engine core that died between requests.
 WATCHDOG_SECONDS = 2.0
 
@@ -130,7 +128,6 @@ def run(
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = name or default_name(spec)
     celery = create_celery(config)
-    celery.conf.broker_transport = BROKER_TRANSPORT  # survives a Redis crash (tasks.broker says why)
     Chores(config, spec, name, celery).connect()
     celery.worker_main(
         [
