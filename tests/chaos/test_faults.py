@@ -82,6 +82,9 @@ def test_a_sigkilled_engine_core_is_restarted_and_every_job_ends(stack):
     assert restarts and restarts[0] >= 1, "the worker should have restarted its engine"
 
 
+# Unstable (README, "Tests"): after a Redis SIGKILL, Celery's consumer may stay connected yet stop
+# consuming (celery/celery#10205), or exit (celery/kombu#582); queued jobs then wait for a restart.
+@pytest.mark.unstable
 def test_redis_sigkilled_and_restarted_on_its_append_only_file(stack):
     worker = stack.ensure_workers(1)[0]
     run = begin(stack, "3 Redis SIGKILL + restart")
@@ -137,6 +140,9 @@ def refused_once(stack: ChaosStack, run: Run, tries: int = 10) -> Outcome | None
     return None
 
 
+# Unstable (README, "Tests"): passes alone, but after the faults before it the API has been seen
+# to accept jobs above the high-water mark; not yet understood.
+@pytest.mark.unstable
 def test_redis_at_maxmemory_refuses_new_jobs_and_finishes_accepted_ones(stack):
     stack.ensure_workers(1)
     run = begin(stack, "10 Redis at maxmemory")
