@@ -73,7 +73,9 @@ class _Writer:
         job = service.get(self.job.id) if self.resumable else service.collect(self.job)
         if job is None:
             yield self.event(ServerError("The job record disappeared.").to_dict(), entry_id)
-        elif job.status == "completed" and job.result is not None:
+        elif job.status == "completed" and (job.result is not None or not replay):
+            # A reader that streamed the deltas needs only the usage, which a
+            # collected (trimmed) record keeps; a replay needs the result itself.
             if replay:
                 yield from self._replay(job.result, entry_id)
             if self.request.include_usage:

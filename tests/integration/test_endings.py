@@ -92,3 +92,37 @@ def test_a_key_over_its_waiting_cap_gets_a_429_in_openais_shape(make_app, worker
         slow.join(120)
     assert answers[0].status_code == 200
     assert app.test_client().post("/v1/chat/completions", json=chat(2, "Hi"), headers=auth).status_code == 200
+
+
+def test_a_reader_that_resumed_a_synchronous_stream_gets_its_usage_after_delivery(make_app, worker):
+    """The synchronous stream collects (trims) the job while a resumed reader is still behind it.
+
+    The resumed reader already has every delta; what it still owes its client
+    is the usage chunk, and the trimmed record keeps the usage. (Each stream
+    runs in its own thread, as under gunicorn: Flask's streamed contexts are
+    per thread.)
+    """
+    app = make_app()
+    body = {**chat(12), "stream": True, "stream_options": {"include_usage": True}}
+    sync = app.test_client().post("/v1/chat/completions", json=body, buffered=False)
+    sync_chunks = iter(sync.response)
+    first = next(chunk for chunk in sync_chunks if chunk.startswith(b"data: {"))
+    opened, delivered, resumed = threading.Event(), threading.Event(), []
+
+    def resume() -> None:
+        response = app.test_client().get(f"/queue/jobs/{sync.headers['X-Job-Id']}/stream", buffered=False)
+        resumed.append(response.status_code)
+        opened.set()
+        delivered.wait(120)
+        resumed.extend(line for chunk in response.response for line in chunk.split(b"\n"))
+
+    reader = threading.Thread(target=resume)
+    reader.start()
+    assert opened.wait(60) and resumed[0] == 200, "opened while the job still runs"
+    rest = [chunk for chunk in sync_chunks if chunk.startswith(b"data: {")]
+    assert jobs_of(app).get(sync.headers["X-Job-Id"]).result is None, "the synchronous stream delivered it"
+    delivered.set()
+    reader.join(120)
+    again = [line for line in resumed[1:] if line.startswith(b"data: {")]
+    assert again == [first.rstrip(b"\n"), *(chunk.rstrip(b"\n") for chunk in rest)]
+    assert b'"usage":{"prompt_tokens"' in again[-1]
