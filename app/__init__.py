@@ -11,21 +11,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; without `settings`, from the INFERQ_* environment."""
     from app import auth, metrics, openapi, ratelimit, request_ids
     from app.api import register_blueprints
+    from app.api.routing import JSONProvider
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
     from tasks.celery_app import create_celery
     from tasks.dispatch import dispatch
-    from tasks.jobs import JobService
+    from tasks.jobs import JobService, Policy
     from tasks.redis_client import redis_client
 
     settings = settings or Settings.load()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.json.sort_keys = False
+    app.json = JSONProvider(app)  # keys in the order written; a body too deep to decode is a 400
     app.extensions["inferq.settings"] = settings
     celery = app.extensions["celery"] = create_celery(settings)
     app.extensions["inferq.jobs"] = JobService(
-        redis_client(settings.redis_url), settings.job_retention_seconds, send=lambda job: dispatch(celery, job)
+        redis_client(settings.redis_url), Policy.from_settings(settings), send=lambda job: dispatch(celery, job)
     )
     app.extensions["inferq.tokenizers"] = TokenizerCache()
     register_error_handlers(app)

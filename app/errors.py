@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -67,6 +68,32 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and hasattr(err, "valid_methods") and err.valid_methods:
             response.headers["Allow"] = ", ".join(err.valid_methods)
         return response
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _store_unavailable(err: redis.RedisError):
+        # Redis restarting or unreachable: a retry soon will work, and nothing was half-accepted
+        # (every submission is one atomic step).
+        log.warning("redis unavailable: %s", err)
+        return _api_error(
+            ServiceUnavailable(
+                "The job store is briefly unavailable; retry shortly.",
+                code="store_unavailable",
+                headers={"Retry-After": "2"},
+            )
+        )
+
+    @app.errorhandler(redis.ResponseError)
+    def _store_refused(err: redis.ResponseError):
+        if not str(err).startswith("OOM"):
+            return _unexpected(err)
+        return _api_error(
+            ServiceUnavailable(
+                "The job store is full; new work is refused until running jobs finish. Retry later.",
+                code="server_busy",
+                headers={"Retry-After": "5"},
+            )
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

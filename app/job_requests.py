@@ -2,7 +2,9 @@
 
 Everything that can be refused is refused here, before a job exists: unknown
 model, wrong model kind, a system message the template cannot take, a prompt
-that does not fit the context. The worker only ever receives token ids.
+that does not fit the context, more sequences than one request may ask for,
+a min_tokens that the effective max_tokens cannot meet, token ids outside the
+vocabulary. The worker only ever receives token ids.
 """
 
 from __future__ import annotations
@@ -127,14 +129,49 @@ def _check_token_ids(tok: ModelTokenizer, data: dict[str, Any]) -> None:
     for param, ids in named.items():
         if any(token >= vocab for token in ids):
             raise InvalidRequest(f"{param} holds a token id outside the vocabulary (size {vocab}).", param=param)
+    if len(named["allowed_token_ids"]) > vocab:  # more ids than the vocabulary has can only be repeats
+        raise InvalidRequest(
+            f"allowed_token_ids may name at most the {vocab} tokens of the vocabulary.", param="allowed_token_ids"
+        )
+
+
+def _check_fan_out(prompts: int, params: Sampling) -> None:
+    """prompts × max(n, best_of) is what the engine runs at once: one request may not take all of it.
+
+    Checked before a prompt is tokenised; the param names the factor to lower:
+    `prompt` when the prompts alone are too many (or each is sampled once), else `n` or `best_of`.
+    """
+    limit = settings().max_sequences_per_request
+    sequences = prompts * params.samples
+    if sequences <= limit:
+        return
+    sampler = "best_of" if params.samples > params.n else "n"
+    param = "prompt" if prompts > limit or params.samples == 1 else sampler
+    raise InvalidRequest(
+        f"This request asks for {prompts} prompt(s) × {params.samples} sample(s) each (the larger of n and best_of)"
+        f" = {sequences} sequences; at most {limit} are allowed per request. "
+        f"Lower {param}, or split the prompts over several requests.",
+        param=param,
+        code="too_many_sequences",
+    )
+
+
+def _check_min_tokens(data: dict[str, Any], max_tokens: int, source: str) -> None:
+    """min_tokens must be reachable: at most the effective max_tokens (so within the model's context)."""
+    min_tokens = data.get("min_tokens") or 0
+    if min_tokens > max_tokens:
+        raise InvalidRequest(
+            f"min_tokens ({min_tokens}) must be at most max_tokens ({max_tokens}, {source}).", param="min_tokens"
+        )
 
 
 def chat_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
+    _check_fan_out(1, sampling(data))
     _check_token_ids(tokenizer(spec), data)
     prompt = chat_prompt(spec, data)
-    max_tokens = _check_context(
-        spec, len(prompt), data.get("max_completion_tokens") or data.get("max_tokens"), "messages"
-    )
+    requested = data.get("max_completion_tokens") or data.get("max_tokens")
+    max_tokens = _check_context(spec, len(prompt), requested, "messages")
+    _check_min_tokens(data, max_tokens, "as requested" if requested else "what the context leaves after the messages")
     logprobs = (data.get("top_logprobs") or 0) if data.get("logprobs") else None
     return GenerationRequest(
         endpoint=CHAT,
@@ -165,10 +202,12 @@ def _completion_prompts(tok: ModelTokenizer, data: dict[str, Any]) -> list[list[
 
 
 def completion_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
+    _check_fan_out(len(data["prompt"]), sampling(data))
     tok = tokenizer(spec)
     _check_token_ids(tok, data)
-    prompts = _completion_prompts(tok, data)
     max_tokens = data.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
+    _check_min_tokens(data, max_tokens, "as requested" if data.get("max_tokens") else "the default")
+    prompts = _completion_prompts(tok, data)
     for ids in prompts:
         _check_context(spec, len(ids), max_tokens, "prompt")
     logprobs, echo = data.get("logprobs"), bool(data.get("echo"))

@@ -83,11 +83,21 @@ def result(job: Job) -> dict:
     raise error_of(job)
 
 
-def wait_result(job_id: str, timeout: float) -> dict:
-    """Block until the job ends; return its body or raise its error."""
-    for _ in events(job_id, timeout):
-        pass
-    job = service().get(job_id)
-    if job is None:
+def wait_result(job: Job, timeout: float) -> dict:
+    """Block until the job ends; return its body or raise its error.
+
+    A caller that gives up (504) cancels the job: nobody would read its answer,
+    and it would hold an engine slot and bill its key for nothing.
+    """
+    jobs = service()
+    try:
+        for _ in events(job.id, timeout):
+            pass
+    except GatewayTimeout:
+        jobs.cancel(job)
+        jobs.release(job)
+        raise
+    ended = jobs.collect(job)
+    if ended is None:
         raise ServerError("The job record disappeared.")
-    return result(job)
+    return result(ended)

@@ -124,8 +124,10 @@ class RedisCollector:
         )
         specs = self.config.models
         ttl = self.config.worker_heartbeat_ttl
+        seconds, micros = self.redis.time()  # heartbeats are Redis-clock times (tasks.heartbeat)
+        now = seconds + micros / 1e6
         for model in models:
-            alive = {m.decode() for m in self.redis.zrangebyscore(workers_key(model), time.time() - ttl, "+inf")}
+            alive = {m.decode() for m in self.redis.zrangebyscore(workers_key(model), now - ttl, "+inf")}
             slots = specs[model].max_concurrency
             for worker, load in sorted(worker_loads(self.redis, model).items()):
                 if worker not in alive:

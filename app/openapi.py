@@ -3,7 +3,9 @@
 Each resource of app.api is a blueprint whose views say what they take and
 answer (`@blueprint.arguments`, `@blueprint.response`, `@blueprint.errors`);
 `Api.register_resource` registers it under each of its URL prefixes and puts
-its operations in the spec, so a route cannot exist undocumented. Swagger
+its operations in the spec, so a route cannot exist undocumented. Every reply
+that is a queue job links to the operations on that job (`JobLinks`), so a
+client, or schemathesis' stateful tests, can follow a submission. Swagger
 UI's assets come from the `swagger-ui-bundle` package and are served by the
 app itself: the page works offline and loads nothing from a CDN.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import flask_smorest
+from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, jsonify, send_from_directory
 from flask_smorest import current_api
@@ -25,6 +28,34 @@ from app.schemas.fields import MessageContent, Prompt, StringOrList
 
 OPENAPI_VERSION = "3.0.3"
 METRICS_MEDIA = "text/plain; version=0.0.4"
+#: A reply holding a queue job (`GET /queue/jobs/{job_id}` answers the same object).
+JOB_SCHEMA_REF = "#/components/schemas/Job"
+#: OpenAPI link name -> (path, method) of an operation on the job a reply holds; its `job_id` is the reply's `id`.
+#: The stream is left out: it stays open until the job ends, which is for the job to decide.
+JOB_LINKS = {
+    "poll": ("/queue/jobs/{job_id}", "get"),
+    "cancel": ("/queue/jobs/{job_id}", "delete"),
+    "cancelByPost": ("/queue/jobs/{job_id}/cancel", "post"),
+}
+
+
+def _operation_ref(path: str, method: str) -> str:
+    """A JSON pointer to an operation of this document (`/` in the path is `~1`)."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+class JobLinks(BasePlugin):
+    """Adds JOB_LINKS to every JSON reply whose schema is the job (after the marshmallow plugin made it a $ref)."""
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        for operation in (operations or {}).values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {}) if isinstance(response, dict) else {}
+                if content.get("application/json", {}).get("schema") == {"$ref": JOB_SCHEMA_REF}:
+                    response["links"] = {
+                        name: {"operationRef": _operation_ref(*target), "parameters": {"job_id": "$response.body#/id"}}
+                        for name, target in JOB_LINKS.items()
+                    }
 
 
 class Api(flask_smorest.Api):
@@ -62,7 +93,8 @@ def _union_types(converter: Any, field_obj: Any, **_: Any) -> dict[str, Any]:
     """JSON types for the union-typed fields that marshmallow cannot describe on its own."""
     tokens = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
     if isinstance(field_obj, StringOrList):
-        return {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        text = {"type": "string", "minLength": 1, "maxLength": field_obj.max_length}
+        return {"oneOf": [text, {"type": "array", "items": text, "maxItems": field_obj.max_items}]}
     if isinstance(field_obj, (Prompt, EmbeddingInput)):
         items = {"oneOf": [{"type": "string"}, tokens]}
         return {"oneOf": [{"type": "string"}, tokens, {"type": "array", "items": items, "minItems": 1}]}
@@ -156,6 +188,7 @@ def init_app(app: Flask) -> Api:
             "version": "0.1.0",
             "openapi_version": OPENAPI_VERSION,
             "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=_schema_name),
+            "extra_plugins": [JobLinks()],
             "info": {"description": "An OpenAI-compatible inference API in front of a Celery queue of vLLM workers."},
             "security": [{"bearer": []}],
         },

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from flask import Response, current_app, stream_with_context
@@ -68,7 +68,9 @@ class _Writer:
         return self.event(chunk, entry_id)
 
     def ending(self, entry_id: str, replay: bool) -> Iterator[str]:
-        job = jobs.service().get(self.job.id)
+        # A synchronous stream is read once: collect it (trimmed to what billing keeps).
+        service = jobs.service()
+        job = service.get(self.job.id) if self.resumable else service.collect(self.job)
         if job is None:
             yield self.event(ServerError("The job record disappeared.").to_dict(), entry_id)
         elif job.status == "completed" and job.result is not None:
@@ -88,18 +90,23 @@ class _Writer:
             yield self.event(bodies.stream_chunk(self.job.id, self.request, choice["index"], delta, True), entry_id)
 
 
-def stream_events(job: Job, *, resumable: bool, last_event_id: str = "0-0", timeout: float | None = None):
-    """The SSE text of one job, from `last_event_id` on, ending with `[DONE]`."""
+def stream_events(
+    job: Job, *, resumable: bool, last_event_id: str = "0-0", timeout: float | None = None
+) -> Generator[str, None, bool]:
+    """The SSE text of one job, from `last_event_id` on, ending with `[DONE]`; returns False if it timed out."""
     writer = _Writer(job, resumable, last_event_id)
     waited, last, service = 0.0, last_event_id, jobs.service()
     while True:
         batch = service.read_events(job.id, last, KEEPALIVE_SECONDS * 1000)
         if not batch:
+            if _stream_gone(job.id):
+                yield from writer.ending(last, replay=False)
+                return True
             waited += KEEPALIVE_SECONDS
             if timeout is not None and waited >= timeout:
                 yield writer.event(GatewayTimeout("The job did not finish in time.").to_dict(), None)
                 yield DONE
-                return
+                return False
             yield KEEPALIVE
             continue
         for entry_id, event in batch:
@@ -108,7 +115,14 @@ def stream_events(job: Job, *, resumable: bool, last_event_id: str = "0-0", time
                 yield writer.delta(Delta.from_json(json.loads(event["data"])), entry_id)
             elif event["type"] == "end":
                 yield from writer.ending(entry_id, replay=not job.request.stream)
-                return
+                return True
+
+
+def _stream_gone(job_id: str) -> bool:
+    """The job ended and its events were trimmed under a waiting reader: the end it waits for is gone too."""
+    service = jobs.service()
+    current = service.get(job_id)
+    return current is None or (current.ended and not service.has_events(job_id))
 
 
 def sse_response(
@@ -119,23 +133,25 @@ def sse_response(
     last_event_id: str = "0-0",
     timeout: float | None = None,
 ) -> Response:
-    """Stream a job. A synchronous stream's job is cancelled when its client goes away; a queue job's is not."""
+    """Stream a job. A synchronous stream's job is cancelled when its client goes away or times out.
+
+    A queue job's is not: it runs on, and the client may resume its stream.
+    """
     app = current_app._get_current_object()  # noqa: SLF001 - needed after the request context ends
 
     def generate() -> Iterator[str]:
-        finished = False
+        ended = False
         try:
-            yield from stream_events(job, resumable=resumable, last_event_id=last_event_id, timeout=timeout)
-            finished = True
+            ended = yield from stream_events(job, resumable=resumable, last_event_id=last_event_id, timeout=timeout)
         except Exception:  # noqa: BLE001 - the stream has started: end it with an error event, not a cut
             log.exception("stream of job %s failed", job.id)
             yield f"data: {json.dumps(ServerError('The stream failed.').to_dict())}\n\n" + DONE
-            finished = True
         finally:
-            if not finished and abort_on_disconnect:
-                # The client went away: free the engine slot instead of generating for nobody.
+            if abort_on_disconnect and not ended:
+                # Gone or timed out: free the engine slot instead of generating for nobody.
                 with app.app_context():
                     jobs.service().cancel(job)
+                    jobs.service().release(job)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Job-Id": job.id}
     return Response(stream_with_context(generate()), mimetype="text/event-stream", headers=headers)

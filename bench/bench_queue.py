@@ -68,9 +68,9 @@ async def submit_many(url: str, count: int, concurrency: int, tokens: int) -> tu
 
 
 def drain(stack, ids: list[str], timeout: float = 1800) -> tuple[int, float]:
-    from tasks.jobs import JobService
+    from tasks.jobs import JobService, Policy
 
-    store = JobService(stack.redis.client(), 3600)
+    store = JobService(stack.redis.client(), Policy(retention=3600))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         statuses = [store.get(job_id).status for job_id in ids]

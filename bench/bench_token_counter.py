@@ -81,10 +81,10 @@ def measure(app, key: str, count: int, job_count: int) -> dict[str, float]:
         for i in range(job_count + 3):
             request = embedding_request(embed, {"input": [f"short text {i}"], "encoding_format": "float"})
             started = time.perf_counter()
-            job_id = jobs.service().submit(owner="bench", request=request).id
-            jobs.wait_result(job_id, 60)
+            job = jobs.service().submit(owner="bench", request=request)
+            jobs.wait_result(job, 60)
             elapsed = time.perf_counter() - started
-            record = jobs.service().get(job_id)
+            record = jobs.service().get(job.id)
             if i >= 3:  # the first jobs warm the worker up
                 round_trips.append(elapsed)
                 in_worker.append(record.completed_at - record.started_at)

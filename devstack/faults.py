@@ -95,6 +95,21 @@ def end_events(client: redis.Redis, job_id: str) -> int:
     return sum(1 for _, event in client.xrange(KEYS.events(job_id)) if event.get(b"type") == b"end")
 
 
+def ends(client: redis.Redis, job_id: str, record: dict[str, str] | None) -> int:
+    """How often the job ended: its end events, or one for a synchronous job trimmed after delivery.
+
+    Once its caller has read it, a synchronous job keeps no prompt, no result
+    and (unless streamed) no event stream; its `ended` mark, set by the one
+    step that ended it, is what is left to count.
+    """
+    if record is None:
+        return 0
+    found = end_events(client, job_id)
+    if found == 0 and record.get("ended") == "1" and "request" not in record:
+        return 1
+    return found
+
+
 def billed(client: redis.Redis, owner: str) -> tuple[int, int]:
     """(prompt, completion) tokens in the key's usage hashes, every day and model summed."""
     totals = {"prompt": 0, "completion": 0}
@@ -123,7 +138,9 @@ def open_jobs(client: redis.Redis, owner: str, told: Iterable[str] = ()) -> list
     return [
         job_id
         for job_id in sorted(set(records) | set(told))
-        if job_id not in records or records[job_id]["status"] not in TERMINAL or not end_events(client, job_id)
+        if job_id not in records
+        or records[job_id]["status"] not in TERMINAL
+        or not ends(client, job_id, records[job_id])
     ]
 
 
@@ -134,10 +151,10 @@ def audit(client: redis.Redis, fault: str, owner: str, told: Iterable[str] = ())
     for job_id in sorted(set(records) | set(told)):
         books.accepted += 1
         record = records.get(job_id)
-        ends = end_events(client, job_id) if record else 0
-        if record is None or record["status"] not in TERMINAL or ends == 0:
+        count = ends(client, job_id, record)
+        if record is None or record["status"] not in TERMINAL or count == 0:
             books.lost.append(job_id)
-        elif ends > 1:
+        elif count > 1:
             books.duplicated.append(job_id)
         elif record["status"] == "completed":
             books.completed += 1

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote, urlencode
 
 import redis
 import requests
@@ -31,6 +33,7 @@ __all__ = [
     "ApiServer",
     "RedisServer",
     "ServiceEnv",
+    "TlsFiles",
     "WorkerProcess",
     "free_port",
     "temp_dir",
@@ -84,15 +87,41 @@ def write_models_file(directory: Path, extra: list[dict] | None = None) -> Path:
     return path
 
 
+class TlsFiles(NamedTuple):
+    """PEM files for a TLS redis-server: the CA clients trust, the server's certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    """config/redis.conf on a free loopback port; with `tls`, TLS only (no plain port); with `password`, AUTH."""
+
+    def __init__(
+        self, directory: Path, port: int | None = None, *, password: str | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.dir = directory
         self.port = port or free_port()
+        self.password, self.tls = password, tls
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL inferq's processes are given: `rediss://` (trusting `tls.ca`) with TLS, the password in it."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        scheme, query = ("rediss", "?" + urlencode({"ssl_ca_certs": str(self.tls.ca)})) if self.tls else ("redis", "")
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0{query}"
+
+    def _arguments(self) -> list[str]:
+        if self.tls is None:
+            listen = ["--port", str(self.port)]
+        else:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert)]
+            listen += ["--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca)]
+            listen += ["--tls-auth-clients", "no"]  # clients prove themselves with the password
+        auth = ["--requirepass", self.password] if self.password else []
+        return [str(REPO / "config" / "redis.conf"), *listen, "--dir", str(self.dir), "--bind", "127.0.0.1", *auth]
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -100,21 +129,11 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; run `make redis`")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [
-                binary,
-                str(REPO / "config" / "redis.conf"),
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.dir),
-                "--bind",
-                "127.0.0.1",
-            ],
+            [binary, *self._arguments()],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
-        wait_until(client.ping, 10, "redis-server", process=self.process)
+        wait_until(self.client().ping, 10, "redis-server", process=self.process)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -123,7 +142,9 @@ class RedisServer:
             self.process.wait(15)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+        if self.tls is None and self.password is None:
+            return redis.Redis(port=self.port)
+        return redis.Redis.from_url(self.url)
 
 
 class ServiceEnv:

@@ -16,6 +16,7 @@ COPY tasks ./tasks
 COPY workers ./workers
 COPY config ./config
 COPY gunicorn.conf.py Procfile ./
+# var/ (INFERQ_VAR_DIR) belongs to the service user: compose mounts a volume there, which takes this ownership.
 RUN pip install . && useradd --system --uid 10001 inferq && mkdir var && chown inferq var
 USER inferq
 

@@ -2,7 +2,10 @@
 
 The job service marks the record and publishes the job id on one channel
 (JobService.cancel); every worker listens and aborts the job if it is running
-it, which frees the engine slot at once instead of after the last token.
+it, which frees the engine slot at once instead of after the last token. The
+reconciler publishes `<job id> <attempt>` when it re-queues a job whose
+worker looked dead: if that worker was only stalled, it drops that attempt
+(and only that one: the job may already run again here).
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ class CancelListener:
 
     def __init__(self, store: JobService, abort: Callable[[str, int], None]) -> None:
         self.store, self.abort = store, abort
-        self.running: dict[str, int] = {}
+        #: job id -> (engine requests, attempt)
+        self.running: dict[str, tuple[int, int | None]] = {}
         self._lock = threading.Lock()
         self._pubsub: PubSub | None = None
 
-    def track(self, job_id: str, requests: int) -> None:
+    def track(self, job_id: str, requests: int, attempt: int | None = None) -> None:
         with self._lock:
-            self.running[job_id] = requests
+            self.running[job_id] = (requests, attempt)
 
     def untrack(self, job_id: str) -> None:
         with self._lock:
@@ -67,9 +71,10 @@ class CancelListener:
         return self._pubsub
 
     def _abort_if_running(self, data: bytes | str) -> None:
-        job_id = data.decode() if isinstance(data, bytes) else data
+        job_id, _, attempt = (data.decode() if isinstance(data, bytes) else data).partition(" ")
         with self._lock:
-            requests = self.running.get(job_id)
-        if requests:
-            log.info("job %s cancelled; aborting it in the engine", job_id)
-            self.abort(job_id, requests)
+            requests, running_attempt = self.running.get(job_id, (0, None))
+        if not requests or (attempt and str(running_attempt) != attempt):
+            return
+        log.info("job %s %s; aborting it in the engine", job_id, "superseded" if attempt else "cancelled")
+        self.abort(job_id, requests)

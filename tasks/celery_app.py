@@ -5,6 +5,12 @@ and Redis restarts (see the design brief): late acks, requeue on a lost
 worker, one reserved message per free slot, a visibility timeout above the
 longest generation, and JSON only (pickle would hand code execution to
 whoever reaches Redis).
+
+A `rediss://` URL gets `broker_use_ssl` from the same URL (tasks.redis_client):
+kombu alone would skip the certificate check, and Flower reads TLS from there
+only. The settings object is not put in the Celery config: `celery inspect
+conf` and Flower's worker page print that config, and the settings hold the
+Redis password, Flower's credentials and the metrics token.
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ from __future__ import annotations
 from celery import Celery
 
 from tasks.jobs import DEFAULT_PRIORITY
+from tasks.redis_client import tls_options, without_tls_parameters
 from tasks.settings import Settings
 
-#: Kombu's Redis transport emulates priorities with one list per step.
+#: Kombu's Redis transport emulates priorities with one list per step, named `<queue><sep><step>`.
 PRIORITY_STEPS = list(range(10))
+QUEUE_SEPARATOR = ":"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
+    """The Celery app of the API, the workers and Flower, on `settings.redis_url` (`redis://` or `rediss://`)."""
     settings = settings or Settings.load()
-    app = Celery("inferq", broker=settings.redis_url, include=["tasks.inference", "tasks.embeddings"])
+    broker = without_tls_parameters(settings.redis_url)
+    app = Celery("inferq", broker=broker, include=["tasks.inference", "tasks.embeddings"])
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
-        "sep": ":",
+        "sep": QUEUE_SEPARATOR,
         "queue_order_strategy": "priority",
     }
     app.conf.update(
@@ -48,5 +58,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
     )
-    app.conf.inferq = settings
+    tls = tls_options(settings.redis_url)
+    if tls is not None:
+        app.conf.broker_use_ssl = tls
     return app

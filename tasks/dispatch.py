@@ -1,19 +1,39 @@
-"""Put a job's message on its model's queue: the one place both the API and the reconciler do it.
+"""The broker side of a job: send its message, and see which messages are still waiting.
 
 Only the job id travels. The worker runs the request stored in the job record
 (returned by its claim), so whoever can publish to the broker still cannot
-change what a queued job asks for.
+change what a queued job asks for. The reconciler's orphan sweep compares
+the job store with `message_ids` and re-sends what the broker lost.
 """
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
+from redis.commands.core import Script
 
+from tasks.celery_app import PRIORITY_STEPS, QUEUE_SEPARATOR
 from tasks.jobs.record import Job
 
 GENERATE_TASK = "inferq.generate"
 EMBED_TASK = "inferq.embed"
 TASK_FOR_KIND = {"generate": GENERATE_TASK, "embed": EMBED_TASK}
+#: Messages read per step of the sweep: each step is short, so Redis never stalls on a long queue.
+SCAN_CHUNK = 1000
+
+# KEYS: one broker list. ARGV: start, stop. The task ids (= job ids) of that slice, parsed in Redis
+# so only ids cross the wire. Kombu writes the message's headers as JSON: `"id": "<task id>"`.
+_IDS = Script(
+    None,
+    b"""
+local ids = {}
+for _, message in ipairs(redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])) do
+  local id = string.match(message, '"id":%s*"([^"]+)"')
+  if id then ids[#ids + 1] = id end
+end
+return ids
+""",
+)
 
 
 def queue_name(model: str) -> str:
@@ -30,3 +50,23 @@ def dispatch(celery: Celery, job: Job) -> None:
         priority=job.priority,
         kwargsrepr=repr({"model": job.model, "endpoint": job.endpoint}),
     )
+
+
+def broker_lists(model: str) -> list[str]:
+    """Kombu's Redis transport keeps one list per priority step: `<queue>` for 0, `<queue><sep><p>` above."""
+    queue = queue_name(model)
+    return [queue if step == 0 else f"{queue}{QUEUE_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+def message_ids(client: redis.Redis, model: str) -> set[str]:
+    """The job ids whose messages wait in this model's queue (not those a worker has reserved)."""
+    ids: set[str] = set()
+    for key in broker_lists(model):
+        start = 0
+        while True:
+            chunk = _IDS(keys=[key], args=[start, start + SCAN_CHUNK - 1], client=client)
+            ids.update(raw.decode() for raw in chunk)
+            if client.llen(key) <= start + SCAN_CHUNK:
+                break
+            start += SCAN_CHUNK
+    return ids

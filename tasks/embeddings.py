@@ -15,16 +15,22 @@ from tasks.dispatch import EMBED_TASK
 from tasks.jobs import Claim, JobService
 from tasks.protocol import bodies
 from tasks.protocol.requests import EmbeddingRequest
-from tasks.runner import run_job
+from tasks.runner import TimeLimitExceeded, run_job
 
 
-def run_embedding(claim: Claim, service: JobService) -> dict[str, Any]:
+def run_embedding(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
     """Every input goes to the engine at once; it batches them with other jobs' inputs."""
     from workers import runtime
+    from workers.engine import TimedOut
 
     request = claim.request
     assert isinstance(request, EmbeddingRequest)
-    return bodies.embedding_body(request, runtime.current().embed(claim.job_id, request.prompts))
+    try:
+        vectors = runtime.current().embed(claim.job_id, request.prompts, deadline=deadline)
+    except TimedOut:
+        prompt = sum(len(p) for p in request.prompts)
+        raise TimeLimitExceeded({"prompt_tokens": prompt, "completion_tokens": 0, "total_tokens": prompt}) from None
+    return bodies.embedding_body(request, vectors)
 
 
 @shared_task(name=EMBED_TASK, acks_late=True, reject_on_worker_lost=True)

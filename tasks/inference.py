@@ -10,13 +10,18 @@ from tasks.dispatch import GENERATE_TASK
 from tasks.jobs import Claim, JobService
 from tasks.protocol import bodies
 from tasks.protocol.requests import GenerationRequest
-from tasks.runner import PartialOutputLost, run_job
+from tasks.runner import PartialOutputLost, TimeLimitExceeded, run_job
+from workers.outputs import Choice, PromptResult, select_best
 
 
-def run_generation(claim: Claim, service: JobService) -> dict[str, Any]:
-    """Drive the engine for one job; stream its deltas if asked; return the final OpenAI body."""
+def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
+    """Drive the engine for one job; stream its deltas if asked; return the final OpenAI body.
+
+    A streamed job stops generating as soon as it is cancelled (its deltas are
+    refused). Past `deadline` it stops too, and fails billed for what it computed.
+    """
     from workers import runtime
-    from workers.outputs import Choice, PromptResult, select_best
+    from workers.engine import TimedOut
 
     request = claim.request
     assert isinstance(request, GenerationRequest)
@@ -24,13 +29,29 @@ def run_generation(claim: Claim, service: JobService) -> dict[str, Any]:
         raise PartialOutputLost("part of the answer was already streamed when the engine failed")
     results = [PromptResult(len(prompt)) for prompt in request.prompts]
     samples: list[dict[int, Choice]] = [{} for _ in request.prompts]
-    for delta in runtime.current().generate(claim.job_id, request.prompts, request.sampling, stream=request.stream):
-        if delta.prompt_logprobs is not None:
-            results[delta.prompt_index].prompt_logprobs = delta.prompt_logprobs
-        sample = samples[delta.prompt_index].setdefault(delta.choice.index, Choice(delta.choice.index))
-        sample.extend(delta.choice)
-        if request.stream:
-            service.append_delta(claim.job_id, delta)
+    deltas = runtime.current().generate(
+        claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline
+    )
+    try:
+        for delta in deltas:
+            if delta.prompt_logprobs is not None:
+                results[delta.prompt_index].prompt_logprobs = delta.prompt_logprobs
+            samples[delta.prompt_index].setdefault(delta.choice.index, Choice(delta.choice.index)).extend(delta.choice)
+            if request.stream and not service.append_delta(claim, delta):
+                break  # cancelled: closing the generator aborts the engine's requests
+    except TimedOut:
+        computed = sum(len(choice.token_ids) for by_index in samples for choice in by_index.values())
+        prompt = sum(len(p) for p in request.prompts)
+        usage = {"prompt_tokens": prompt, "completion_tokens": computed, "total_tokens": prompt + computed}
+        raise TimeLimitExceeded(usage) from None
+    finally:
+        deltas.close()
+    return _body(claim, request, results, samples)
+
+
+def _body(
+    claim: Claim, request: GenerationRequest, results: list[PromptResult], samples: list[dict[int, Choice]]
+) -> dict[str, Any]:
     computed = 0
     for result, by_index in zip(results, samples, strict=True):
         choices = sorted(by_index.values(), key=lambda c: c.index)

@@ -36,6 +36,14 @@ class Keyspace:
     def owner_jobs(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:jobs"
 
+    def open_jobs(self, owner: str) -> str:
+        """The owner's jobs that have not ended (queued or running): its open-jobs cap."""
+        return f"{self.prefix}:owner:{owner}:open"
+
+    def waiting(self, owner: str) -> str:
+        """The owner's callers holding a connection (synchronous waits, streams), scored by deadline."""
+        return f"{self.prefix}:owner:{owner}:waiting"
+
     def idempotency(self, owner: str, digest: str) -> str:
         return f"{self.prefix}:idem:{owner}:{digest}"
 
@@ -72,6 +80,10 @@ class Keyspace:
     @property
     def reconciler_lock(self) -> str:
         return f"{self.prefix}:reconciler:lock"
+
+    def orphan_sweep(self, model: str) -> str:
+        """Set while a model's orphan sweep is not due: one sweep per interval, whoever runs it."""
+        return f"{self.prefix}:reconciler:orphans:{model}"
 
     # -- API keys ------------------------------------------------------------------
     def api_key(self, digest: str) -> str:

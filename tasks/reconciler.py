@@ -6,16 +6,21 @@ gone), its leases go stale; the reconciler, which runs in every worker and
 takes turns through a Redis lock, marks those jobs queued again and re-sends
 their messages. The broker's own redelivery (after the visibility timeout)
 may later deliver the old message too: the job record's compare-and-set
-start makes that a no-op.
+start makes that a no-op. A job whose workers die on every attempt fails
+after INFERQ_MAX_ATTEMPTS. Queued jobs whose broker message is gone (a send
+that never happened, a Redis crash that lost its last writes) are re-sent.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 from tasks.jobs import JobService
+from tasks.jobs.recovery import LOCK_LOST, REQUEUED
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +38,39 @@ def celery_held_ids() -> set[str]:
 
 
 class LeaseKeeper:
-    """Renews the leases of the jobs this worker process holds, and only those."""
+    """Renews the leases of the jobs this worker process holds, and only those.
+
+    A job is held once per message received for it: a duplicate message
+    (re-sent by the orphan sweep) that arrives while the job runs here is
+    released without dropping the running attempt's lease.
+    """
 
     def __init__(self, store: JobService, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
         self.store = store
-        self.held: set[str] = set()
+        self.held: Counter[str] = Counter()
         self.held_ids = held_ids
         self._missing: set[str] = set()
         self._lock = threading.Lock()
 
     def hold(self, job_id: str) -> None:
         with self._lock:
-            self.held.add(job_id)
-        self.store.renew_leases([job_id])
+            self.held[job_id] += 1
+        self.store.hold_leases([job_id])
 
     def release(self, job_id: str) -> None:
         with self._lock:
-            self.held.discard(job_id)
+            self.held[job_id] -= 1
+            if self.held[job_id] <= 0:
+                del self.held[job_id]
 
     def _current(self) -> list[str]:
         """Held jobs Celery still knows; a job missing twice in a row is let go (the reconciler re-queues it)."""
         known = self.held_ids()
         with self._lock:
-            missing = self.held - known
+            missing = set(self.held) - known
             dropped = missing & self._missing
-            self.held -= dropped
+            for job_id in dropped:
+                del self.held[job_id]
             self._missing = missing - dropped
             if dropped:
                 log.warning("celery dropped %d reserved job(s); letting their leases lapse", len(dropped))
@@ -69,28 +82,63 @@ class LeaseKeeper:
 
 
 class Reconciler:
-    """Re-queues the jobs of dead workers and expires overdue ones, a round at a time.
+    """Re-queues the jobs of dead workers, expires overdue ones and re-sends lost messages, a round at a time.
 
     The worker calls `run_once` every `interval`, which is also the round lock's
-    lifetime: across all workers there is one round per interval, whoever runs it.
+    lifetime: across all workers there is one round per interval, whoever runs
+    it, and every re-queue checks the round still holds the lock (its token).
+    Every `orphan_after` seconds a round also compares each model's queued
+    jobs with the broker's messages (`broker_ids`) and re-sends the missing.
     `store` must have a `send`: it re-sends re-queued jobs' messages.
     """
 
-    def __init__(self, store: JobService, lease_timeout: float, interval: float) -> None:
+    def __init__(
+        self,
+        store: JobService,
+        lease_timeout: float,
+        interval: float,
+        *,
+        models: list[str] | None = None,
+        broker_ids: Callable[[str], set[str]] | None = None,
+        orphan_after: float = 30.0,
+    ) -> None:
         self.store = store
         self.lease_timeout, self.interval = lease_timeout, interval
+        self.models, self.broker_ids, self.orphan_after = models or [], broker_ids, orphan_after
 
-    def run_once(self) -> tuple[int, int]:
-        """One round, if no other worker is running one: (re-queued, expired)."""
-        lock = self.store.keys.reconciler_lock
-        if not self.store.redis.set(lock, "1", nx=True, px=int(self.interval * 1000)):
-            return 0, 0
-        requeued = expired = 0
+    def run_once(self) -> tuple[int, int, int]:
+        """One round, if no other worker is running one: (re-queued, expired, re-sent)."""
+        token = secrets.token_hex(8)
+        if not self.store.redis.set(self.store.keys.reconciler_lock, token, nx=True, px=int(self.interval * 1000)):
+            return 0, 0, 0
+        requeued = self._requeue_stale(token)
+        expired = sum(self.store.expire(job) for job in self.store.overdue())
+        resent = sum(self._sweep_orphans(model) for model in self.models)
+        return requeued, expired, resent
+
+    def _requeue_stale(self, token: str) -> int:
+        requeued = 0
         stale, before = self.store.stale_leases(self.lease_timeout)
         for job_id in stale:
-            if self.store.requeue(job_id, before) is not None:
+            outcome = self.store.requeue(job_id, before, token)
+            if outcome == LOCK_LOST:
+                break  # this round outlived its lock; the next one goes on
+            if outcome == REQUEUED:
                 log.warning("job %s was held by a worker that stopped renewing it; re-queued", job_id)
                 requeued += 1
-        for job in self.store.overdue():
-            expired += self.store.end_queued(job, "expired")
-        return requeued, expired
+        return requeued
+
+    def _sweep_orphans(self, model: str) -> int:
+        """Re-send queued jobs whose message is in no broker list (lost send, lost AOF tail, deleted)."""
+        if self.broker_ids is None:
+            return 0
+        every = max(1, int(self.orphan_after * 1000))
+        due = self.store.redis.set(self.store.keys.orphan_sweep(model), "1", nx=True, px=every)
+        if not due:
+            return 0
+        live = self.broker_ids(model)  # first: a message taken after this look has a lease by the next
+        orphans = [job for job in self.store.unleased_queued(model, self.orphan_after) if job.id not in live]
+        for job in orphans:
+            log.warning("job %s was queued with no broker message; sending it again", job.id)
+            self.store.resend(job)
+        return len(orphans)

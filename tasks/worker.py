@@ -22,10 +22,10 @@ from tasks import runner
 from tasks.background import BackgroundLoop
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
-from tasks.dispatch import dispatch
+from tasks.dispatch import dispatch, message_ids
 from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
 from tasks.heartbeat import Heartbeat
-from tasks.jobs import JobService
+from tasks.jobs import JobService, Policy
 from tasks.models import ModelSpec
 from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
@@ -58,7 +58,7 @@ class Chores:
     def __init__(self, config: Settings, spec: ModelSpec, name: str, celery: Celery) -> None:
         self.config, self.spec, self.name, self.celery = config, spec, name, celery
         self.store = JobService(
-            redis_client(config.redis_url), config.job_retention_seconds, send=lambda job: dispatch(celery, job)
+            redis_client(config.redis_url), Policy.from_settings(config), send=lambda job: dispatch(celery, job)
         )
         self.keeper = LeaseKeeper(self.store)
         self.loops: list[BackgroundLoop] = []
@@ -87,14 +87,25 @@ class Chores:
     def start_background(self, **_: object) -> None:
         config, engine = self.config, runtime.current()
         listener = CancelListener(self.store, lambda job_id, count: engine.abort(engine.request_ids(job_id, count)))
-        reconciler = Reconciler(self.store, config.lease_timeout_seconds, config.reconcile_seconds)
+        reconciler = Reconciler(
+            self.store,
+            config.lease_timeout_seconds,
+            config.reconcile_seconds,
+            models=list(config.models),
+            broker_ids=lambda model: message_ids(self.store.redis, model),
+            orphan_after=config.orphan_sweep_seconds,
+        )
         beat = Heartbeat(
             redis_client(config.redis_url),
             self.spec.id,
             self.name,
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
-        runner.set_context(runner.WorkerContext(self.store, self.spec.id, listener, self.keeper))
+        runner.set_context(
+            runner.WorkerContext(
+                self.store, self.spec.id, listener, self.keeper, self.name, self.spec.time_limit_seconds
+            )
+        )
         self._loop("inferq-leases", self.keeper.renew, config.lease_renew_seconds, wait_first=True)
         self._loop("inferq-reconciler", reconciler.run_once, config.reconcile_seconds, wait_first=True)
         self._loop("inferq-cancel", listener.poll, 0.0, retry_after=1.0, on_stop=listener.close)

@@ -12,9 +12,11 @@ vllm and torch are imported lazily: only a worker process ever loads them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class EngineDead(RuntimeError):
     """The engine core died; the request may be retried once the engine restarts."""
+
+
+class TimedOut(TimeoutError):
+    """The request ran past its deadline (the model's time limit) and was aborted."""
 
 
 class RequestRejected(ValueError):
@@ -113,19 +119,26 @@ class Engine:
 
     # -- requests ----------------------------------------------------------
     def generate(
-        self, request_id: str, prompts: list[list[int]], sampling: Sampling, *, stream: bool
+        self,
+        request_id: str,
+        prompts: list[list[int]],
+        sampling: Sampling,
+        *,
+        stream: bool,
+        deadline: float | None = None,
     ) -> Iterator[Delta]:
         """Run every prompt of one request at once; yield deltas as they come.
 
         Non-streaming requests ask vLLM for the final output only, which saves
-        the worker a Python object per token.
+        the worker a Python object per token. Past `deadline` (time.monotonic)
+        the request is aborted and `TimedOut` raised, even if the engine hangs.
         """
         outputs = self._submit(request_id, prompts, sampling, stream)
         ids = self.request_ids(request_id, len(prompts))
         pending, failure = len(prompts), None
         try:
             while pending:
-                index, item = outputs.get()
+                index, item = _next(outputs, deadline)
                 if item is _DONE:
                     pending -= 1
                 elif isinstance(item, BaseException):
@@ -180,7 +193,7 @@ class Engine:
             return RequestRejected(str(failure))
         return failure
 
-    def embed(self, request_id: str, prompts: list[list[int]]) -> list[list[float]]:
+    def embed(self, request_id: str, prompts: list[list[int]], deadline: float | None = None) -> list[list[float]]:
         """Pool every input of one request at once and return one vector per input.
 
         Each input is its own engine request, submitted concurrently, so the
@@ -203,7 +216,12 @@ class Engine:
         async def pool_all() -> list[Any]:
             return await asyncio.gather(*(pool(i) for i in range(len(prompts))), return_exceptions=True)
 
-        results = self._call(pool_all())
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            results = self._call(pool_all(), timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            self.abort(ids)
+            raise TimedOut(f"{request_id}: past its time limit") from None
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             raise self._classify(failure) from failure
@@ -220,6 +238,15 @@ class Engine:
 
     def request_ids(self, request_id: str, count: int) -> list[str]:
         return [f"{request_id}-{i}" for i in range(count)]
+
+
+def _next(outputs: queue.SimpleQueue, deadline: float | None) -> tuple[int, Any]:
+    if deadline is None:
+        return outputs.get()
+    try:
+        return outputs.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        raise TimedOut("past its time limit") from None
 
 
 def _deltas(index: int, prompt: list[int], output: Any) -> Iterator[Delta]:

@@ -23,7 +23,7 @@ from app.schemas.queue import (
 )
 from app.streaming import sse_response
 from tasks.jobs import ALREADY_ENDED, Idempotency, Job
-from tasks.protocol.errors import APIError, InvalidRequest
+from tasks.protocol.errors import APIError, InvalidRequest, NotFound
 
 blueprint = Blueprint("queue", __name__, tag="Queue", prefixes={"": "/queue"}, description="Queued jobs.")
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -138,6 +138,12 @@ def cancel_job(job_id: str):
 def stream_job(job_id: str):
     """Stream a job's output as server-sent events (resumable with Last-Event-ID)."""
     job = jobs.service().owned(job_id, jobs.owner())
+    if job.ended and (job.request is None or not jobs.service().has_events(job.id)):
+        raise NotFound(
+            f"The stream of job {job_id} is no longer kept: a synchronous job keeps only its status and usage "
+            f"once its answer was delivered. GET /queue/jobs/{job_id} has those.",
+            code="stream_expired",
+        )
     last_event_id = request.headers.get("Last-Event-ID", "0-0")
     if not EVENT_ID.fullmatch(last_event_id):
         raise InvalidRequest("Last-Event-ID must be an event id this stream sent.", param="Last-Event-ID")

@@ -1,9 +1,10 @@
 """`inferq keys ...`: the operator's API-key commands.
 
 `create` prints the key once; only its hash is stored, so it cannot be shown
-again. `ensure-local` is the quick start's: it waits for Redis, keeps one key
-named "local" in a 0600 file (making a new one if the file is missing or its
-key no longer works, e.g. after Redis was wiped) and prints it every run.
+again. `ensure-local` is the quick start's (`make run`): it keeps one key named
+"local" in a 0600 file and never prints the key itself, since its output goes
+to process logs; see its help for what it does when the key was revoked or
+Redis lost it. Deployments create their keys with `create` instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import click
 import redis
 
-from app.auth.keys import KeyStore
+from app.auth.keys import KeyStore, digest, record_key
+from tasks.redis_client import redacted, redis_client
 from tasks.settings import Settings
 
 #: The quick start's key: generous enough that a person trying things never meets it.
@@ -24,16 +26,22 @@ LOCAL_RPM = 600
 
 
 def open_store(config: Settings, wait: float = 0.0) -> KeyStore:
-    """The key store, once Redis answers (waiting up to `wait` seconds: the quick start races Redis)."""
-    client = redis.Redis.from_url(config.redis_url)
+    """The key store, once Redis answers (waiting up to `wait` seconds: the quick start races Redis).
+
+    A refused password is not waited on: it will not start working. The error
+    names Redis by its URL with the password masked.
+    """
+    client = redis_client(config.redis_url)
     deadline = time.monotonic() + wait
     while True:
         try:
             client.ping()
             return KeyStore(client)
-        except redis.ConnectionError:
+        except redis.AuthenticationError as exc:
+            raise click.ClickException(f"Redis at {redacted(config.redis_url)} refused the password: {exc}") from exc
+        except redis.ConnectionError as exc:
             if time.monotonic() >= deadline:
-                raise
+                raise click.ClickException(f"Redis at {redacted(config.redis_url)} does not answer: {exc}") from exc
             time.sleep(0.5)
 
 
@@ -109,21 +117,54 @@ def revoke(ctx: click.Context, key_id: str) -> None:
 )
 @click.option("--wait", type=float, default=30.0, show_default=True, help="seconds to wait for Redis")
 def ensure_local(path: Path | None, wait: float) -> None:
-    """Create (once) and print the quick start's local key."""
+    """Keep the quick start's local key in a private file; never print it.
+
+    The key (all models, 600 requests a minute) lives in a 0600 file, by
+    default <INFERQ_VAR_DIR>/local-api-key; read it from there. Each run:
+
+    \b
+    - no file: a new key is made and written to the file;
+    - the file's key works: nothing changes;
+    - Redis has no record of the file's key (its data was lost, or this is
+      another Redis): a new key is made and replaces it in the file;
+    - the file's key was revoked (or has expired): nothing is made, and a
+      warning says so. A revoked key stays revoked, and it does not come back
+      as a new one either; for a new local key, delete the file and run this
+      again. The exit status is 0 all the same, so `make run` still starts.
+
+    For a deployment, create keys with `inferq keys create` instead.
+    """
     config = Settings.load()
     store = open_store(config, wait=wait)
     path = path or config.local_key_file
     key = path.read_text().strip() if path.exists() else ""
-    if not key or store.authenticate(key) is None:
-        key, _record = store.create(name="local", rpm=LOCAL_RPM)
-        _write_private(path, key)
-    os.chmod(path, 0o600)
-    click.echo(f"Local API key (kept in {path}):\n\n  {key}\n")
+    state = _recorded_state(store, key)
+    if state in ("revoked", "expired"):
+        click.echo(
+            f"The local API key in {path} was {state}; no new one was made. "
+            f"For a new local key, delete {path} and run `inferq keys ensure-local` again.",
+            err=True,
+        )
+        return
+    if state == "active":
+        os.chmod(path, 0o600)
+        click.echo(f"Local API key: unchanged, in {path}")
+    else:
+        _write_private(path, store.create(name="local", rpm=LOCAL_RPM)[0])
+        lost = " (Redis had no record of the one the file held)" if key else ""
+        click.echo(f"Local API key: new, written to {path}{lost}")
     click.echo(
-        "  curl http://127.0.0.1:8000/v1/chat/completions \\\n"
-        f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+        "\n  curl http://127.0.0.1:8000/v1/chat/completions \\\n"
+        f'    -H "Authorization: Bearer $(cat {path})" -H "Content-Type: application/json" \\\n'
         '    -d \'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hello"}]}\'\n'
     )
+
+
+def _recorded_state(store: KeyStore, key: str) -> str | None:
+    """What Redis holds for `key`: active, revoked or expired; None when it has no record of it at all."""
+    key_id = store.redis.hget(record_key(digest(key)), "id") if key else None
+    record = store.get(key_id.decode()) if key_id else None
+    return _state(record) if record else None
 
 
 def _write_private(path: Path, key: str) -> None:

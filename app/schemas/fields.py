@@ -12,11 +12,12 @@ def _is_int(value: Any) -> bool:
 
 
 class StringOrList(fields.Field):
-    """`stop`: a string or a list of strings, normalised to a list."""
+    """`stop`: a string or a list of strings, normalised to a list (limits: app.schemas.sampling)."""
 
-    def __init__(self, *, max_items: int = 16, **kwargs: Any) -> None:
+    def __init__(self, *, max_items: int, max_length: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_items = max_items
+        self.max_length = max_length
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
         items = [value] if isinstance(value, str) else value
@@ -26,6 +27,8 @@ class StringOrList(fields.Field):
             raise ValidationError(f"at most {self.max_items} stop sequences")
         if any(item == "" for item in items):
             raise ValidationError("stop sequences must not be empty")
+        if any(len(item) > self.max_length for item in items):
+            raise ValidationError(f"each stop sequence must be at most {self.max_length} characters")
         return items
 
 

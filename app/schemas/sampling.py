@@ -20,12 +20,28 @@ from app.schemas.fields import StringOrList
 # Parameters an OpenAI SDK may send that we accept and ignore (documented as no-ops).
 IGNORED = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")
 
-#: vLLM request fields that are vLLM `SamplingParams` arguments of the same name and meaning.
-#: They are validated here and travel in the job's `params` (only when the client sent them)
-#: so the worker can hand them to `SamplingParams(...)` as they are.
 #: A logit_bias key: a token id in ASCII digits (str.isdigit would take "²").
 TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
+# Sizes a request may not exceed, each refused with a 400 naming the field. OpenAI's limit where it
+# documents one, else vLLM's, else one no real client meets; the engine is shared, so none is unbounded.
+#: OpenAI documents 4 stop sequences; vLLM has no limit and clients written for it send more.
+MAX_STOP_SEQUENCES = 16
+#: Characters in one stop string or bad word (no documented limit): real ones are a few characters.
+MAX_STOP_CHARS = 1000
+#: stop_token_ids (vLLM: no limit): a tokenizer has a handful of end-of-turn tokens, never thousands.
+MAX_STOP_TOKEN_IDS = 1024
+#: logit_bias entries (no documented limit): enough to ban or favour a few hundred words' tokens.
+MAX_LOGIT_BIAS = 1024
+#: bad_words (vLLM: no limit): vLLM checks each one against every sequence at every decoding step.
+MAX_BAD_WORDS = 256
+#: top_k and stream_interval: the engine keeps them in 32-bit integers (a top_k past the vocabulary means "off").
+MAX_ENGINE_INT = 2**31 - 1
+# allowed_token_ids: at most the model's vocabulary size (more can only be repeats), app.job_requests.
+
+#: vLLM request fields that are vLLM `SamplingParams` arguments of the same name and meaning.
+#: They are validated here and travel in the job's `params` (only when the client sent them)
+#: so the worker can hand them to `SamplingParams(...)` as they are.
 ENGINE_PASSTHROUGH_FIELDS = (
     "include_stop_str_in_output",
     "spaces_between_special_tokens",
@@ -45,6 +61,20 @@ _STR = partial(fields.String, allow_none=True)
 _DICT = partial(fields.Dict, keys=fields.String(), allow_none=True)
 _INTS = partial(fields.List, fields.Integer, allow_none=True)
 _ANY = partial(fields.Raw, allow_none=True)
+
+
+def _at_most(count: int) -> validate.Length:
+    return validate.Length(max=count, error=f"at most {count} entries")
+
+
+def _at_most_keys(count: int) -> Callable[[dict], None]:
+    """Length for an object (apispec would document validate.Length on a Dict as maxLength)."""
+
+    def check(value: dict) -> None:
+        if len(value) > count:
+            raise ValidationError(f"at most {count} entries")
+
+    return check
 
 
 def _one_of(*choices: str) -> Callable[..., fields.Field]:
@@ -164,14 +194,16 @@ class SamplingSchema(Schema):
     best_of = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=128))
     temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2))
     top_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
-    top_k = fields.Integer(allow_none=True, validate=validate.Range(min=-1))
+    top_k = fields.Integer(allow_none=True, validate=validate.Range(min=-1, max=MAX_ENGINE_INT))
     min_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1))
     presence_penalty = fields.Float(allow_none=True, validate=validate.Range(min=-2, max=2))
     frequency_penalty = fields.Float(allow_none=True, validate=validate.Range(min=-2, max=2))
     repetition_penalty = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2, min_inclusive=False))
     seed = fields.Integer(allow_none=True, validate=validate.Range(min=-(2**63), max=2**63 - 1))
-    stop = StringOrList(allow_none=True)
-    stop_token_ids = fields.List(fields.Integer(validate=validate.Range(min=0)), allow_none=True)
+    stop = StringOrList(allow_none=True, max_items=MAX_STOP_SEQUENCES, max_length=MAX_STOP_CHARS)
+    stop_token_ids = fields.List(
+        fields.Integer(validate=validate.Range(min=0)), allow_none=True, validate=_at_most(MAX_STOP_TOKEN_IDS)
+    )
     max_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1))
     min_tokens = fields.Integer(validate=validate.Range(min=0))
     ignore_eos = fields.Boolean()
@@ -181,6 +213,8 @@ class SamplingSchema(Schema):
         keys=fields.String(),
         values=fields.Float(validate=validate.Range(min=-100, max=100)),
         allow_none=True,
+        validate=_at_most_keys(MAX_LOGIT_BIAS),
+        metadata={"maxProperties": MAX_LOGIT_BIAS},
     )
     stream = fields.Boolean(load_default=False)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True, load_default=None)
@@ -195,8 +229,10 @@ class SamplingSchema(Schema):
     allowed_token_ids = fields.List(
         fields.Integer(validate=validate.Range(min=0)), allow_none=True, validate=validate.Length(min=1)
     )
-    bad_words = fields.List(fields.String(validate=validate.Length(min=1)))
-    stream_interval = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    bad_words = fields.List(
+        fields.String(validate=validate.Length(min=1, max=MAX_STOP_CHARS)), validate=_at_most(MAX_BAD_WORDS)
+    )
+    stream_interval = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ENGINE_INT))
 
     @validates_schema
     def _check_combinations(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -207,9 +243,8 @@ class SamplingSchema(Schema):
             raise ValidationError("n and best_of must be 1 when temperature is 0 (greedy sampling)", "n")
         if best_of is not None and best_of > n and data.get("stream"):
             raise ValidationError("best_of cannot be used with stream", "best_of")
-        max_tokens, min_tokens = data.get("max_tokens"), data.get("min_tokens", 0)
-        if max_tokens is not None and min_tokens > max_tokens:
-            raise ValidationError("min_tokens must be less than or equal to max_tokens", "min_tokens")
+        if data.get("stop") and data.get("detokenize") is False:
+            raise ValidationError("stop strings need detokenize (use stop_token_ids instead)", "stop")
         bias = data.get("logit_bias") or {}
         if any(not TOKEN_ID.fullmatch(key) for key in bias):
             raise ValidationError("keys must be token ids", "logit_bias")

@@ -1,13 +1,10 @@
 """Jobs: their records, their Lua steps and the one service that changes them (see service.py)."""
 
+from tasks.jobs.attempts import Superseded
+from tasks.jobs.policy import Policy
 from tasks.jobs.record import DEFAULT_PRIORITY, STATUSES, TERMINAL, Claim, Idempotency, Job
-from tasks.jobs.service import (
-    ALREADY_ENDED,
-    CANCELLED_QUEUED,
-    CANCELLED_RUNNING,
-    NOT_FOUND,
-    JobService,
-)
+from tasks.jobs.service import JobService
+from tasks.jobs.submission import ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING, NOT_FOUND
 
 __all__ = [
     "ALREADY_ENDED",
@@ -21,4 +18,6 @@ __all__ = [
     "Idempotency",
     "Job",
     "JobService",
+    "Policy",
+    "Superseded",
 ]

@@ -7,7 +7,6 @@ JobService is the one class callers use.
 from __future__ import annotations
 
 import json
-import time
 
 import redis
 
@@ -23,6 +22,11 @@ class JobReads:
     def __init__(self, client: redis.Redis, keys: Keyspace) -> None:
         self.redis, self.keys = client, keys
 
+    def server_time(self) -> float:
+        """Redis's clock: the one every host's decisions about leases, heartbeats and deadlines share."""
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(self.keys.job(job_id))
         return Job.from_hash(raw) if raw else None
@@ -36,6 +40,10 @@ class JobReads:
             for _stream, entries in reply or []
             for entry_id, fields in entries
         ]
+
+    def has_events(self, job_id: str) -> bool:
+        """False once the stream is gone: expired with its job, or trimmed after a synchronous delivery."""
+        return bool(self.redis.exists(self.keys.events(job_id)))
 
     def deltas_until(self, job_id: str, last_id: str) -> list[Delta]:
         """The deltas a client already received before it resumed at `last_id`."""
@@ -74,7 +82,7 @@ class JobReads:
 
     def throughput(self, model: str) -> float | None:
         """Jobs per second this model finished recently; None before any finished."""
-        now, key = time.time(), self.keys.done(model)
+        now, key = self.server_time(), self.keys.done(model)
         oldest = self.redis.zrangebyscore(key, now - THROUGHPUT_WINDOW_SECONDS, now, start=0, num=1, withscores=True)
         if not oldest:
             return None

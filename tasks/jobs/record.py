@@ -26,7 +26,8 @@ class Job:
     owner: str
     model: str
     status: str
-    request: JobRequest
+    #: None once a delivered synchronous job was trimmed to what billing keeps.
+    request: JobRequest | None
     priority: int = DEFAULT_PRIORITY
     attempts: int = 0
     created_at: float = 0.0
@@ -37,12 +38,19 @@ class Job:
     error: dict[str, Any] | None = None
     error_status: int | None = None
     usage: dict[str, int] | None = None
+    #: The worker running (or that last ran) it, `<model>@<host>-<pid>`.
+    worker: str | None = None
+    #: Listed jobs (the queue routes') keep everything for the retention time; the
+    #: others (synchronous calls) are trimmed once their caller has the answer.
+    listed: bool = False
     #: Known only right after submission (answered by the same round trip).
     position: int | None = None
+    #: chat, completion or embedding (kept when the request is not).
+    endpoint: str = ""
 
-    @property
-    def endpoint(self) -> str:
-        return self.request.endpoint
+    def __post_init__(self) -> None:
+        if not self.endpoint and self.request is not None:
+            self.endpoint = self.request.endpoint
 
     @property
     def ended(self) -> bool:
@@ -63,7 +71,7 @@ class Job:
             owner=fields["owner"],
             model=fields["model"],
             status=fields["status"],
-            request=request_from_json(json.loads(fields["request"])),
+            request=request_from_json(json.loads(fields["request"])) if fields.get("request") else None,
             priority=int(fields.get("priority") or DEFAULT_PRIORITY),
             attempts=int(fields.get("attempts") or 0),
             created_at=float(fields["created_at"]),
@@ -74,6 +82,9 @@ class Job:
             error=document("error"),
             error_status=int(fields["error_status"]) if fields.get("error_status") else None,
             usage=document("usage"),
+            worker=fields.get("worker"),
+            listed=fields.get("listed") == "1",
+            endpoint=fields.get("endpoint", ""),
         )
 
 

@@ -1,12 +1,14 @@
-"""The job service's atomic steps, as Lua run inside Redis.
+"""The job service's atomic steps on the API's side, as Lua run inside Redis.
 
 Every state change is a compare-and-set: a job starts only from `queued`,
 and only the attempt that started it may finish it. That makes redelivery
 harmless (a message delivered twice, a job re-queued while its first worker
-was merely slow): it runs or writes a result at most once. Billing happens
-inside the same step as the winning attempt's result, so a superseded
-attempt can never be the one billed. Key names arrive as KEYS, built by
-tasks.keyspace; only hash fields are spelled here.
+was merely slow): it runs or writes a result at most once. Key names arrive
+as KEYS, built by tasks.keyspace; only hash fields are spelled here.
+
+Every time a step compares or stores comes from Redis's own clock (`TIME`),
+never the caller's: an API host, a worker and the reconciler may disagree
+by minutes, and a lease judged by two clocks is re-queued for nothing.
 """
 
 from __future__ import annotations
@@ -14,45 +16,92 @@ from __future__ import annotations
 #: Priorities follow the broker: 0 runs first, 9 last. Score = priority * SCALE + milliseconds.
 PRIORITY_SCALE = 10**13
 
-# Ends a job that never started (cancelled or expired while queued): no worker
-# will write its end, so wake its waiters here.
-# KEYS: job, events, queue zset, deadlines, stats. ARGV: now, retention, job id, new status.
-_END_QUEUED = """
-local function end_queued(status)
-  redis.call('HSET', KEYS[1], 'status', status, 'completed_at', ARGV[1])
-  redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[3])
-  redis.call('ZREM', KEYS[4], ARGV[3])
-  redis.call('HINCRBY', KEYS[5], 'ended:' .. redis.call('HGET', KEYS[1], 'model') .. ':' .. status, 1)
+#: Redis's clock, in seconds (shared by every script).
+NOW = """
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 """
 
-# KEYS: job, events, queue zset, deadlines, stats, leases. ARGV: now, retention, job id.
-# Returns {'start', attempt, request, owner} when this caller should run the job,
-# else {status}: 'missing', 'expired' (ended here), or the status it already has.
-CLAIM = (
-    _END_QUEUED
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing'} end
-if status ~= 'queued' then return {status} end
-local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or '')
-if expires and expires < tonumber(ARGV[1]) then
-  end_queued('expired')
-  return {'expired'}
+# The end of every job, whoever writes it: the end event its waiters block on,
+# its ended counter, its key's open slot given back, and its retention: a
+# listed (queue) job keeps everything for `retention`; a synchronous one is
+# kept `sync retention` (and trimmed once its caller has read it).
+# KEYS[1] job, KEYS[2] events, KEYS[open_at] the owner's open set, KEYS[stats_at] stats.
+_CLOSE = """
+local function close(status, retention, sync_retention, open_key, stats_key, job_id)
+  redis.call('HSET', KEYS[1], 'ended', '1')
+  redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
+  local ttl = sync_retention
+  if redis.call('HGET', KEYS[1], 'listed') == '1' then ttl = retention end
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('ZREM', open_key, job_id)
+  redis.call('HINCRBY', stats_key, 'ended:' .. redis.call('HGET', KEYS[1], 'model') .. ':' .. status, 1)
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('ZREM', KEYS[4], ARGV[3])
-redis.call('ZADD', KEYS[6], ARGV[1], ARGV[3])
-return {'start', attempt, redis.call('HGET', KEYS[1], 'request'), redis.call('HGET', KEYS[1], 'owner')}
+"""
+
+# Ends a job that never started (cancelled or expired while queued): no worker
+# will write its end, so wake its waiters here.
+# KEYS: job, events, queue zset, deadlines, stats, open. ARGV: job id, retention, sync retention.
+_END_QUEUED = (
+    NOW
+    + _CLOSE
+    + """
+local function end_queued(status)
+  redis.call('HSET', KEYS[1], 'status', status, 'completed_at', server_now())
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  close(status, ARGV[2], ARGV[3], KEYS[6], KEYS[5], ARGV[1])
+end
 """
 )
 
-# KEYS: job, events, queue zset, deadlines, stats. ARGV: now, retention, job id.
+# KEYS: job, queue, deadlines, owner jobs, tombstone, stats, open, waiting.
+# ARGV: job id, owner, model, priority, request json, endpoint, expires in ('' = never),
+#       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits).
+# Checks the owner's caps, then writes the record and indexes it in one step.
+# Returns {'ok', created_at, position} or {'open_full' | 'waiting_full', count}.
+SUBMIT = (
+    NOW
+    + """
+local now, ttl = server_now(), tonumber(ARGV[9])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
+local open = redis.call('ZCARD', KEYS[7])
+if open >= tonumber(ARGV[10]) then return {'open_full', open} end
+if ARGV[12] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+  local waiting = redis.call('ZCARD', KEYS[8])
+  if waiting >= tonumber(ARGV[11]) then return {'waiting_full', waiting} end
+  redis.call('ZADD', KEYS[8], now + tonumber(ARGV[12]), ARGV[1])
+  redis.call('EXPIRE', KEYS[8], math.ceil(tonumber(ARGV[12])) + 60)
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'owner', ARGV[2], 'model', ARGV[3], 'status', 'queued',
+  'created_at', now, 'priority', ARGV[4], 'attempts', 0, 'request', ARGV[5], 'listed', ARGV[8], 'endpoint', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) * """
+    + str(PRIORITY_SCALE)
+    + """ + math.floor(now * 1000), ARGV[1])
+if ARGV[7] ~= '' then
+  local expires = now + tonumber(ARGV[7])
+  redis.call('HSET', KEYS[1], 'expires_at', expires)
+  redis.call('ZADD', KEYS[3], expires, ARGV[1])
+end
+if ARGV[8] == '1' then
+  redis.call('ZADD', KEYS[4], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
+  redis.call('EXPIRE', KEYS[4], ttl)
+  redis.call('SET', KEYS[5], ARGV[2], 'EX', ttl)
+end
+redis.call('ZADD', KEYS[7], now, ARGV[1])
+redis.call('EXPIRE', KEYS[7], ttl)
+redis.call('HINCRBY', KEYS[6], 'submitted:' .. ARGV[3], 1)
+return {'ok', tostring(now), redis.call('ZRANK', KEYS[2], ARGV[1])}
+"""
+)
+
+# KEYS: job, events, queue zset, deadlines, stats, open. ARGV: job id, retention, sync retention.
 # Returns 1 (ended while queued), 2 (marked; its worker aborts it and writes the end),
 # -1 (already ended), 0 (no such job).
 CANCEL = (
@@ -65,83 +114,56 @@ if status == 'queued' then
   end_queued('cancelled')
   return 1
 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', server_now())
 return 2
 """
 )
 
-# Same KEYS and ARGV as CANCEL, plus ARGV[4] = the new status. Returns 1 if it ended the job.
+# KEYS as CANCEL. ARGV as CANCEL, plus ARGV[4] = the new status; ARGV[5] = 1 to end
+# it only if it is overdue by Redis's clock. Returns 1 if it ended the job.
 END_QUEUED = (
     _END_QUEUED
     + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if ARGV[5] == '1' then
+  local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or '')
+  if not expires or expires >= server_now() then return 0 end
+end
 end_queued(ARGV[4])
 return 1
 """
 )
 
-# KEYS: job, events, leases, done zset, stats, usage hash, tpm counter.
-# ARGV: attempt, now, retention, fields (json), job id, prompt tokens, completion tokens,
-#       tpm ttl, throughput window.
-# Writes the end only for the attempt that holds the job, bills it once, wakes its
-# waiters; returns the final status, or 0 when this attempt lost.
-FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
-if status ~= 'in_progress' and status ~= 'cancelled' then return 0 end
-if status == 'cancelled' and redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
-local fields = cjson.decode(ARGV[4])
-if status == 'cancelled' then
-  -- Cancelled while it ran: it stays cancelled and is billed for what was generated.
-  if fields['usage'] then redis.call('HSET', KEYS[1], 'usage', fields['usage']) end
-else
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds).
+# The synchronous caller's read of its ended job: hands back the whole record,
+# then keeps only what billing and audit need (status, usage, times; not the
+# prompt, not the result), and frees its wait slot. The record is written
+# afresh, so Redis stores it as a small listpack rather than the hash table
+# the prompt needed. A streamed job's tokens go after a short grace, so another
+# reader of the same stream still gets its end; a job nobody streamed has
+# only its end event, which goes at once (a Redis stream costs ~4.7 KiB).
+COLLECT = """
+redis.call('ZREM', KEYS[3], ARGV[1])
+local record = redis.call('HGETALL', KEYS[1])
+if redis.call('HGET', KEYS[1], 'ended') == '1' and redis.call('HGET', KEYS[1], 'listed') ~= '1' then
+  local kept = {}
+  for i = 1, #record, 2 do
+    if record[i] ~= 'request' and record[i] ~= 'result' then
+      kept[#kept + 1] = record[i]
+      kept[#kept + 1] = record[i + 1]
+    end
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  local streamed = string.find(redis.call('HGET', KEYS[1], 'request') or '', '"stream":true', 1, true)
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(kept))
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  if streamed then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
 end
-redis.call('HSET', KEYS[1], 'ended', '1')
-local final = redis.call('HGET', KEYS[1], 'status')
-local model = redis.call('HGET', KEYS[1], 'model')
-local prompt, completion = tonumber(ARGV[6]), tonumber(ARGV[7])
-if prompt + completion > 0 and redis.call('HSETNX', KEYS[1], 'billed', '1') == 1 then
-  redis.call('HINCRBY', KEYS[6], model .. ':prompt', prompt)
-  redis.call('HINCRBY', KEYS[6], model .. ':completion', completion)
-  redis.call('HINCRBY', KEYS[6], model .. ':requests', 1)
-  redis.call('INCRBY', KEYS[7], prompt + completion)
-  redis.call('EXPIRE', KEYS[7], ARGV[8])
-  redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':prompt', prompt)
-  redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':completion', completion)
-end
-redis.call('HINCRBY', KEYS[5], 'ended:' .. model .. ':' .. final, 1)
-if final == 'completed' then
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[9]))
-end
-redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', final)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[5])
-return final
+return record
 """
 
-# KEYS: job, queue zset, leases, events. ARGV: job id, now, stale-before, retention.
-# Puts a dead worker's job back at the tail of its priority (the caller re-sends its
-# message), unless its lease was renewed since it was seen stale. A job cancelled
-# while its worker died gets its end here, since no worker will write it.
-# Returns 1 when re-queued, 2 when it ended a cancelled job, 0 otherwise.
-REQUEUE = f"""
-local lease = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if lease and tonumber(lease) > tonumber(ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'cancelled' and redis.call('HEXISTS', KEYS[1], 'ended') == 0 then
-  redis.call('HSET', KEYS[1], 'ended', '1')
-  redis.call('XADD', KEYS[4], '*', 'type', 'end', 'status', 'cancelled')
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-  return 2
-end
-if status ~= 'queued' and status ~= 'in_progress' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued')
-local priority = tonumber(redis.call('HGET', KEYS[1], 'priority'))
-redis.call('ZADD', KEYS[2], priority * {PRIORITY_SCALE} + math.floor(tonumber(ARGV[2]) * 1000), ARGV[1])
-return 1
+# KEYS: waiting. ARGV: job id. A caller that stops waiting without collecting (timeout, disconnect).
+RELEASE = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """

@@ -197,17 +197,21 @@ def test_every_response_names_its_request(sdk):
 
 
 def test_stream_headers_name_the_job(sdk, http):
-    """The synchronous stream's X-Job-Id resolves through the queue route, to the same answer."""
+    """The synchronous stream's X-Job-Id resolves through the queue route, to the job that was billed.
+
+    A delivered synchronous answer is not kept (README, "Reliability"): the
+    record keeps its status and usage, not the prompt or the result.
+    """
     raw = sdk.raw(lambda client: client.chat.completions.with_raw_response.create(
-        model=CHAT_MODEL, messages=FRANCE, max_tokens=4, stream=True
+        model=CHAT_MODEL, messages=FRANCE, max_tokens=4, stream=True, stream_options={"include_usage": True}
     ))  # fmt: skip
     job_id = raw.headers["x-job-id"]
     assert raw.headers["content-type"].startswith("text/event-stream")
-    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parsed if chunk.choices)
+    chunks = list(raw.parsed)
+    assert chunks[0].id == "chatcmpl-" + job_id.removeprefix("job_")
     job = http.get(f"/queue/jobs/{job_id}", params={"wait": 60}).json()
-    assert job["id"] == job_id and job["status"] == "completed"
-    assert job["result"]["id"] == raw.parsed[0].id == "chatcmpl-" + job_id.removeprefix("job_")
-    assert job["result"]["choices"][0]["message"]["content"] == streamed
+    assert job["id"] == job_id and job["status"] == "completed" and job["result"] is None
+    assert job["usage"] == chunks[-1].usage.model_dump(exclude_none=True)
 
 
 # Errors: the SDK's own class, status, `param` and `code` for each.

@@ -84,9 +84,18 @@ def test_queue_stream_keeps_an_id_on_every_event(http):
 
 
 def test_sync_stream_names_its_job_for_resuming(http):
-    """The X-Job-Id of a synchronous stream opens the same job's resumable stream on the queue route."""
-    text, headers = stream_text(http, "POST", "/v1/chat/completions", openai_body({"messages": STORY}))
-    resumed, _ = stream_text(http, "GET", f"/queue/jobs/{headers['x-job-id']}/stream")
-    first = [line for line in text.split("\n") if line.startswith("data: {")]
+    """While a synchronous stream runs, its X-Job-Id opens the same job's resumable stream on the queue route.
+
+    (Once delivered, a synchronous job keeps only its status and usage:
+    tests/integration/test_endings.py.)
+    """
+    body = openai_body({"messages": STORY, "max_tokens": 24, "ignore_eos": True})
+    with http.stream("POST", "/v1/chat/completions", json=body) as sync:
+        job_id = sync.headers["x-job-id"]
+        lines = sync.iter_lines()
+        first = next(line for line in lines if line.startswith("data: {"))
+        resumed, _ = stream_text(http, "GET", f"/queue/jobs/{job_id}/stream")
+        rest = [line for line in lines if line.startswith("data: {")]
     again = [line for line in resumed.split("\n") if line.startswith("data: {")]
-    assert again == first and len(first) >= 2
+    assert again == [first, *rest] and len(again) >= 2
+    assert http.get(f"/queue/jobs/{job_id}").json()["usage"]["completion_tokens"] == 24

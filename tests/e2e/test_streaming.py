@@ -66,9 +66,9 @@ def test_usage_chunk_only_when_asked(openai_client):
 
 
 def test_disconnect_aborts_the_generation(api_server, api_key, redis_server):
-    from tasks.jobs import JobService
+    from tasks.jobs import JobService, Policy
 
-    store = JobService(redis_server.client(), 3600)
+    store = JobService(redis_server.client(), Policy(retention=3600))
     body = {"model": CHAT_MODEL, "messages": STORY, "max_tokens": 1500, "ignore_eos": True, "stream": True}
     headers = {"Authorization": f"Bearer {api_key}"}
     with (

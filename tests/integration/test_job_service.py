@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tasks.jobs import ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING, Idempotency, JobService
+from tasks.jobs import ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING, Idempotency, JobService, Policy
+from tasks.jobs.recovery import ENDED_CANCELLED, LEFT_ALONE, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.errors import APIError, NotFound
 from tasks.protocol.requests import GenerationRequest
@@ -22,9 +23,17 @@ USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 def jobs(redis_server, request):
     """A service on its own key prefix, so tests never see each other's jobs."""
     sent = []
-    service = JobService(redis_server.client(), 3600, send=sent.append, keys=Keyspace(f"t{time.time_ns()}"))
+    service = JobService(
+        redis_server.client(), Policy(retention=3600), send=sent.append, keys=Keyspace(f"t{time.time_ns()}")
+    )
     service.sent = sent
     return service
+
+
+def requeue(jobs, job_id, cut_off):
+    """What a reconciler round does for one stale lease, holding the round's lock."""
+    jobs.redis.set(jobs.keys.reconciler_lock, "round", px=10_000)
+    return jobs.requeue(job_id, cut_off, "round")
 
 
 def generation(model="m", max_tokens=5):
@@ -63,7 +72,7 @@ def test_a_superseded_attempt_is_neither_written_nor_billed(jobs):
     job = jobs.submit(owner="k2", request=generation())
     first = jobs.claim(job.id, "m")
     _stale, cut_off = jobs.stale_leases(0)  # every lease so far counts as stale
-    assert jobs.requeue(job.id, cut_off) is not None and jobs.sent[-1].id == job.id
+    assert requeue(jobs, job.id, cut_off) == REQUEUED and jobs.sent[-1].id == job.id
     second = jobs.claim(job.id, "m")
     assert second.attempt == 2
     assert not jobs.finish(first, "completed", result={"from": "first"}, usage=USAGE)
@@ -77,7 +86,7 @@ def test_a_requeued_job_goes_to_the_tail_of_its_priority(jobs):
     jobs.claim(old.id, "m")
     newer = [jobs.submit(owner="k", request=generation()) for _ in range(3)]
     _stale, cut_off = jobs.stale_leases(0)
-    jobs.requeue(old.id, cut_off)
+    requeue(jobs, old.id, cut_off)
     assert sorted(jobs.position(jobs.get(j.id)) for j in newer) == [0, 1, 2]
     assert jobs.position(jobs.get(old.id)) == 3, "position must match the broker, where it went to the tail"
 
@@ -87,7 +96,7 @@ def test_a_lease_renewed_after_the_cut_off_is_not_requeued(jobs):
     jobs.claim(job.id, "m")
     _stale, cut_off = jobs.stale_leases(0)
     jobs.renew_leases([job.id])  # the worker was only slow
-    assert jobs.requeue(job.id, cut_off) is None and jobs.get(job.id).status == "in_progress"
+    assert requeue(jobs, job.id, cut_off) == LEFT_ALONE and jobs.get(job.id).status == "in_progress"
 
 
 def test_cancel_queued_ends_it_and_cancel_running_bills_what_ran(jobs):
@@ -109,7 +118,7 @@ def test_a_cancelled_job_whose_worker_died_still_ends(jobs):
     jobs.claim(job.id, "m")
     jobs.cancel(jobs.get(job.id))
     _stale, cut_off = jobs.stale_leases(0)
-    assert jobs.requeue(job.id, cut_off) is None
+    assert requeue(jobs, job.id, cut_off) == ENDED_CANCELLED
     assert len(end_events(jobs, job.id)) == 1 and jobs.get(job.id).status == "cancelled"
 
 

@@ -7,6 +7,8 @@ Generation is kept short so the run fits in minutes on a CPU engine: bodies
 that would run a generation keep their shape but ask for at most a few
 tokens (the same `max_tokens` / `n` limits apply to every caller), and half
 of them are pointed at the served chat model so the engine path is hit too.
+A stateful run then follows the document's links from a queue submission to
+the job it created: polled, cancelled, deleted, polled again, in any order.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from app.auth import is_public
-from tests.harness import CHAT_MODEL, EMBED_MODEL
+from app.auth.keys import KeyStore
+from app.openapi import JOB_LINKS
+from tasks.keyspace import KEYS
+from tests.harness import CHAT_MODEL, EMBED_MODEL, GHOST_MODEL
 
 MAX_TOKENS = 4
 MAX_EXAMPLES = 12
+#: Stateful scenarios over the queue routes, and calls per scenario.
+SCENARIOS, STEPS = 20, 6
 #: Path-level keys of an OpenAPI path item that are not operations.
 PATH_ITEM_FIELDS = {"parameters", "summary", "description", "servers"}
 
@@ -166,3 +173,72 @@ def test_no_route_answers_a_server_error(make_app, worker, api_key):
             failures.append(f"{operation.label}: {exc}")
     assert operations >= 30
     assert not failures, "\n\n".join(failures)
+
+
+def test_a_queued_job_links_to_the_operations_on_it(make_app, redis_server):
+    spec = get_spec(make_app())
+    for path in ("/queue/chat/completions", "/queue/completions"):
+        links = spec["paths"][path]["post"]["responses"]["202"]["links"]
+        assert set(links) == set(JOB_LINKS)
+        for link in links.values():
+            assert link["parameters"] == {"job_id": "$response.body#/id"}
+            pointer = link["operationRef"].removeprefix("#/paths/")
+            target, method = pointer.rsplit("/", 1)
+            assert method in spec["paths"][target.replace("~1", "/").replace("~0", "~")], link
+    assert "links" in spec["paths"]["/queue/jobs/{job_id}"]["delete"]["responses"]["200"]
+    assert "links" not in spec["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]
+
+
+def aimed(case) -> None:
+    """A submission goes to the served model or the never-served one (queued until cancelled); polls are short."""
+    bounded(case)
+    if isinstance(case.body, dict) and case.method == "POST" and case.body.get("model") != CHAT_MODEL:
+        case.body["model"] = GHOST_MODEL
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, (int, float)) and not isinstance(wait, bool):
+        case.query["wait"] = min(wait, 1)
+
+
+def cancel_open_jobs(client, key: str, owner: str, redis) -> None:
+    """Leave no ghost job queued for the tests that count positions."""
+    for job_id in redis.zrange(KEYS.owner_jobs(owner), 0, -1):
+        client.delete(f"/queue/jobs/{job_id.decode()}", headers={"Authorization": f"Bearer {key}"})
+
+
+def test_queue_jobs_followed_through_their_links_never_answer_a_server_error(make_app, worker, redis_server):
+    """Submit, then poll, cancel and poll again in any order, on the job the links name: no 5xx, ever.
+
+    The run takes the submissions and the operations on one job (GET, DELETE, the poll aliases); the
+    job list and `POST .../cancel` stay with the stateless test: schemathesis starts scenarios from
+    POSTs and lists it trusts more than a submission whose body holds `*_ids` fields, so with them in
+    it would never submit. The stream stays open until the job ends: a ghost job never does.
+    """
+    key, record = KeyStore(redis_server.client()).create(name="stateful", rpm=1_000_000)
+    app = make_app()
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    schema = schema.include(path_regex=r"^/queue/.*(completions|\{job_id\})$")
+    reached = []
+
+    class QueueWorkflow(schema.as_state_machine()):
+        def before_call(self, case) -> None:
+            aimed(case)
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {key}"}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            if "{job_id}" in case.path and response.status_code in (200, 409):
+                reached.append((case.method, case.path, response.status_code))
+            case.validate_response(response, checks=[not_a_server_error])
+
+    stateful = settings(
+        max_examples=SCENARIOS,
+        stateful_step_count=STEPS,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        QueueWorkflow.run(settings=stateful)
+    finally:
+        cancel_open_jobs(app.test_client(), key, record["id"], redis_server.client())
+    assert reached, "no link led to a job that exists: every call on a job was a 404"

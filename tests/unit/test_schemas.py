@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from marshmallow import ValidationError
 
@@ -5,6 +7,14 @@ from app.errors import validation_error
 from app.job_requests import sampling
 from app.schemas.chat import ChatCompletionRequestSchema
 from app.schemas.completions import CompletionRequestSchema
+from app.schemas.sampling import (
+    MAX_BAD_WORDS,
+    MAX_ENGINE_INT,
+    MAX_LOGIT_BIAS,
+    MAX_STOP_CHARS,
+    MAX_STOP_SEQUENCES,
+    MAX_STOP_TOKEN_IDS,
+)
 
 CHAT = ChatCompletionRequestSchema()
 TEXT = CompletionRequestSchema()
@@ -35,6 +45,8 @@ def test_null_means_default():
     [
         ("temperature", 2.5),
         ("temperature", -0.1),
+        ("temperature", math.nan),  # Python's json reads `NaN` and `Infinity`: the job record's JSON may not
+        ("top_p", math.inf),
         ("top_p", 0),
         ("top_p", 1.5),
         ("top_k", -2),
@@ -85,7 +97,7 @@ def test_stop_string_becomes_list():
 def test_combinations():
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "n": 3, "best_of": 2}) == "best_of"
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "n": 2, "temperature": 0}) == "n"
-    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "max_tokens": 2, "min_tokens": 3}) == "min_tokens"
+    assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "stop": ["x"], "detokenize": False}) == "stop"
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "top_logprobs": 2}) == "top_logprobs"
     assert param_of(CHAT, {"model": "m", "messages": MESSAGES, "stream_options": {"include_usage": True}}) == (
         "stream_options"
@@ -103,3 +115,36 @@ def test_prompt_forms(prompt, expected):
 @pytest.mark.parametrize("prompt", [[], 5, [[]], [["a"]], None])
 def test_bad_prompts(prompt):
     assert param_of(TEXT, {"model": "m", "prompt": prompt}) == "prompt"
+
+
+def test_min_tokens_against_max_tokens_is_left_to_the_job_request():
+    """Only app.job_requests knows the effective max_tokens (a default, or what the context leaves)."""
+    assert CHAT.load({"model": "m", "messages": MESSAGES, "max_tokens": 2, "min_tokens": 3})["min_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "at_limit", "over_limit"),
+    [
+        ("stop", ["s"] * MAX_STOP_SEQUENCES, ["s"] * (MAX_STOP_SEQUENCES + 1)),
+        ("stop", "x" * MAX_STOP_CHARS, "x" * (MAX_STOP_CHARS + 1)),
+        ("stop", ["a", "x" * MAX_STOP_CHARS], ["a", "x" * (MAX_STOP_CHARS + 1)]),
+        ("stop_token_ids", [1] * MAX_STOP_TOKEN_IDS, [1] * (MAX_STOP_TOKEN_IDS + 1)),
+        ("logit_bias", {str(i): 1 for i in range(MAX_LOGIT_BIAS)}, {str(i): 1 for i in range(MAX_LOGIT_BIAS + 1)}),
+        ("bad_words", ["w"] * MAX_BAD_WORDS, ["w"] * (MAX_BAD_WORDS + 1)),
+        ("bad_words", ["x" * MAX_STOP_CHARS], ["x" * (MAX_STOP_CHARS + 1)]),
+        ("top_k", MAX_ENGINE_INT, MAX_ENGINE_INT + 1),
+        ("stream_interval", MAX_ENGINE_INT, MAX_ENGINE_INT + 1),
+    ],
+)
+def test_sizes_are_bounded(field, at_limit, over_limit):
+    for schema, body in ((CHAT, {"messages": MESSAGES}), (TEXT, {"prompt": "p"})):
+        schema.load({"model": "m", **body, field: at_limit})
+        assert param_of(schema, {"model": "m", **body, field: over_limit}).split("[")[0] == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("logit_bias", {"-1": 1}), ("logit_bias", {"²": 1}), ("stop_token_ids", [-1]), ("allowed_token_ids", [-5])],
+)
+def test_negative_or_non_ascii_token_ids_are_refused(field, value):
+    assert param_of(TEXT, {"model": "m", "prompt": "p", field: value}).split("[")[0] == field

@@ -108,3 +108,39 @@ def test_the_watchdog_restarts_only_a_dead_engine(monkeypatch, llm, restarts):
 def test_the_watchdog_does_nothing_without_an_engine(monkeypatch):
     monkeypatch.setattr(runtime, "_engine", None)
     runtime.restart_if_dead()  # no engine in this process: nothing to watch, nothing raised
+
+
+def test_a_superseded_attempt_is_aborted_but_not_the_one_running_now():
+    redis = FakeRedis([{"data": b"job-1 1"}, {"data": b"job-1 2"}])
+    listener, aborted = listener_on(redis)
+    listener.track("job-1", 2, attempt=2)  # the job was re-queued and runs here again as attempt 2
+    listener.poll()
+    assert aborted == [], "the message about attempt 1 must not stop attempt 2"
+    listener.poll()
+    assert aborted == [("job-1", 2)]
+
+
+class RecordingStore:
+    def __init__(self) -> None:
+        self.held, self.renewed = [], []
+
+    def hold_leases(self, ids):
+        self.held.extend(ids)
+
+    def renew_leases(self, ids):
+        self.renewed.append(sorted(ids))
+
+
+def test_a_duplicate_message_does_not_drop_the_running_jobs_lease():
+    from tasks.reconciler import LeaseKeeper
+
+    store = RecordingStore()
+    keeper = LeaseKeeper(store, held_ids=lambda: {"job-1"})
+    keeper.hold("job-1")  # the message the job runs from
+    keeper.hold("job-1")  # a duplicate the orphan sweep sent, skipped by its claim
+    keeper.release("job-1")
+    keeper.renew()
+    assert store.renewed == [["job-1"]], "the running attempt keeps its lease"
+    keeper.release("job-1")
+    keeper.renew()
+    assert store.renewed[-1] == []

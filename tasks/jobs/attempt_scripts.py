@@ -1,0 +1,152 @@
+"""The job service's atomic steps on the workers' and the reconciler's side (Lua).
+
+An attempt is one worker's run of a job. Its number (the record's
+`attempts`, counted at claim) fences everything it writes: a delta or an end
+from an attempt that was superseded (its worker was presumed dead and the job
+re-queued) is refused, so two attempts never interleave in one stream and
+only the winner is billed. See tasks.jobs.scripts for the shared pieces.
+"""
+
+from __future__ import annotations
+
+from tasks.jobs.scripts import _CLOSE, NOW, PRIORITY_SCALE
+
+# KEYS: job, queue zset, deadlines, leases. ARGV: job id, worker name.
+# Returns {'start', attempt, request, owner} when this caller should run the job;
+# {'overdue', owner} when it is past its `expires_in` (the caller ends it);
+# else {status}: 'missing' or the status it already has.
+CLAIM = (
+    NOW
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+if status ~= 'queued' then return {status} end
+local now = server_now()
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or '')
+if expires and expires < now then return {'overdue', redis.call('HGET', KEYS[1], 'owner')} end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', now, 'worker', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+return {'start', attempt, redis.call('HGET', KEYS[1], 'request'), redis.call('HGET', KEYS[1], 'owner')}
+"""
+)
+
+# KEYS: job, events. ARGV: attempt, delta json.
+# Returns 1 (appended), 0 (this attempt no longer owns the job: stop), 2 (cancelled: not appended).
+APPEND = """
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'cancelled' then return 2 end
+if status ~= 'in_progress' then return 0 end
+redis.call('XADD', KEYS[2], '*', 'type', 'delta', 'data', ARGV[2])
+return 1
+"""
+
+# KEYS: job, events, leases, done zset, stats, usage hash, tpm counter, open.
+# ARGV: attempt, retention, sync retention, fields (json), job id, prompt tokens,
+#       completion tokens, tpm ttl, throughput window.
+# Writes the end only for the attempt that holds the job, bills it once, wakes its
+# waiters; returns the final status, or 0 when this attempt lost.
+FINISH = (
+    NOW
+    + _CLOSE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+if status ~= 'in_progress' and status ~= 'cancelled' then return 0 end
+if redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
+local now = server_now()
+local fields = cjson.decode(ARGV[4])
+if status == 'cancelled' then
+  -- Cancelled while it ran: it stays cancelled and is billed for what was generated.
+  if fields['usage'] then redis.call('HSET', KEYS[1], 'usage', fields['usage']) end
+else
+  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+  redis.call('HSET', KEYS[1], 'completed_at', now)
+end
+local final = redis.call('HGET', KEYS[1], 'status')
+local model = redis.call('HGET', KEYS[1], 'model')
+local prompt, completion = tonumber(ARGV[6]), tonumber(ARGV[7])
+if prompt + completion > 0 and redis.call('HSETNX', KEYS[1], 'billed', '1') == 1 then
+  redis.call('HINCRBY', KEYS[6], model .. ':prompt', prompt)
+  redis.call('HINCRBY', KEYS[6], model .. ':completion', completion)
+  redis.call('HINCRBY', KEYS[6], model .. ':requests', 1)
+  redis.call('INCRBY', KEYS[7], prompt + completion)
+  redis.call('EXPIRE', KEYS[7], ARGV[8])
+  redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':prompt', prompt)
+  redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':completion', completion)
+end
+if final == 'completed' then
+  redis.call('ZADD', KEYS[4], now, ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[9]))
+end
+redis.call('ZREM', KEYS[3], ARGV[5])
+close(final, ARGV[2], ARGV[3], KEYS[8], KEYS[5], ARGV[5])
+return final
+"""
+)
+
+# KEYS: leases. ARGV: 1 to create missing leases (a message just received), 0 to
+# renew only existing ones (a lease the reconciler took away stays away), then job ids.
+RENEW = (
+    NOW
+    + """
+local now, args = server_now(), {}
+for i = 2, #ARGV do
+  args[#args + 1] = now
+  args[#args + 1] = ARGV[i]
+end
+if #args == 0 then return 0 end
+if ARGV[1] == '1' then return redis.call('ZADD', KEYS[1], unpack(args)) end
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', unpack(args))
+"""
+)
+
+# KEYS: leases. ARGV: older than (seconds), at most this many.
+# Returns {cut-off, job ids...}: leases last renewed before the cut-off, by Redis's clock.
+STALE = (
+    NOW
+    + """
+local cutoff = server_now() - tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[2]))
+table.insert(ids, 1, tostring(cutoff))
+return ids
+"""
+)
+
+# KEYS: job, events, queue zset, leases, reconciler lock, open, stats.
+# ARGV: job id, stale before, lock token, max attempts, error json, retention, sync retention.
+# Puts a dead worker's job back at the tail of its priority (the caller re-sends its
+# message), unless its lease was renewed since it was seen stale or this round lost
+# its lock. A job cancelled while its worker died gets its end here, since no worker
+# will write it; so does a job whose workers died `max attempts` times (a poison job).
+# Returns 1 re-queued, 2 ended cancelled, 3 failed for good, 0 left alone, -1 lock lost.
+REQUEUE = (
+    NOW
+    + _CLOSE
+    + f"""
+if redis.call('GET', KEYS[5]) ~= ARGV[3] then return -1 end
+local lease = redis.call('ZSCORE', KEYS[4], ARGV[1])
+if lease and tonumber(lease) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
+if status == 'cancelled' then
+  close('cancelled', ARGV[6], ARGV[7], KEYS[6], KEYS[7], ARGV[1])
+  return 2
+end
+if status == 'in_progress' and tonumber(redis.call('HGET', KEYS[1], 'attempts')) >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[5], 'error_status', '500',
+    'completed_at', server_now())
+  close('failed', ARGV[6], ARGV[7], KEYS[6], KEYS[7], ARGV[1])
+  return 3
+end
+if status ~= 'queued' and status ~= 'in_progress' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+local priority = tonumber(redis.call('HGET', KEYS[1], 'priority'))
+redis.call('ZADD', KEYS[3], priority * {PRIORITY_SCALE} + math.floor(server_now() * 1000), ARGV[1])
+return 1
+"""
+)

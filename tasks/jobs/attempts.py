@@ -1,0 +1,122 @@
+"""The workers' side of the job service: claim an attempt, stream it, finish it, hold its lease.
+
+Every write of an attempt is fenced by its number (tasks.jobs.attempt_scripts):
+a worker that was presumed dead and replaced learns it at its next write
+(`Superseded`) and stops, instead of interleaving its tokens with the new
+attempt's or billing a second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from tasks.jobs.reads import THROUGHPUT_WINDOW_SECONDS
+from tasks.jobs.record import Claim
+from tasks.protocol.requests import request_from_json
+from workers.outputs import Delta
+
+if TYPE_CHECKING:
+    from tasks.jobs.service import JobService
+
+#: Tokens-per-minute counters outlive their minute by this much (the limit looks one minute back).
+TPM_TTL_SECONDS = 180
+#: What append_delta answers.
+APPENDED, SUPERSEDED, CANCELLED = 1, 0, 2
+
+
+class Superseded(RuntimeError):
+    """This attempt no longer owns its job: it was re-queued (and maybe re-run) elsewhere."""
+
+
+class Attempts:
+    """Mixed into JobService (tasks.jobs.service), which provides the scripts and the policy."""
+
+    def claim(self: JobService, job_id: str, model: str, worker: str = "") -> Claim | None:
+        """Start an attempt of a queued job; None if it must not run (running elsewhere, ended, expired)."""
+        k = self.keys
+        keys = [k.job(job_id), k.queue(model), k.deadlines, k.leases]
+        reply = self._claim(keys=keys, args=[job_id, worker])
+        if reply[0] == b"overdue":
+            self.end_ids(job_id, model, reply[1].decode(), "expired")
+        if reply[0] != b"start":
+            return None
+        return Claim(job_id, int(reply[1]), reply[3].decode(), request_from_json(json.loads(reply[2])))
+
+    def is_cancelled(self: JobService, job_id: str) -> bool:
+        return self.redis.hget(self.keys.job(job_id), "status") == b"cancelled"
+
+    def append_delta(self: JobService, claim: Claim, delta: Delta) -> bool:
+        """Stream a delta; False once the job is cancelled (stop streaming); `Superseded` if another attempt owns it."""
+        k = self.keys
+        data = json.dumps(delta.to_json(), separators=(",", ":"))
+        outcome = self._append(keys=[k.job(claim.job_id), k.events(claim.job_id)], args=[claim.attempt, data])
+        if outcome == SUPERSEDED:
+            raise Superseded(f"job {claim.job_id}: attempt {claim.attempt} was superseded")
+        return outcome == APPENDED
+
+    def emitted(self: JobService, job_id: str) -> int:
+        """Events already in the job's stream (a rerun of a streamed job cannot take them back)."""
+        return int(self.redis.xlen(self.keys.events(job_id)))
+
+    def finish(
+        self: JobService,
+        claim: Claim,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        error_status: int | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> bool:
+        """End the claimed attempt, bill it and wake every waiter, atomically, once per job.
+
+        A job cancelled while it ran stays `cancelled`; only its usage is added.
+        False when another attempt owns the job now.
+        """
+        k, now = self.keys, time.time()
+        fields: dict[str, Any] = {"status": status}
+        for name, value in (("result", result), ("error", error), ("usage", usage)):
+            if value is not None:
+                fields[name] = json.dumps(value, separators=(",", ":"))
+        if error is not None:
+            fields["error_status"] = error_status or 500
+        usage = usage or {}
+        keys = [
+            k.job(claim.job_id),
+            k.events(claim.job_id),
+            k.leases,
+            k.done(claim.request.model),
+            k.stats,
+            k.usage(claim.owner, utc_day(now)),
+            k.tpm(claim.owner, int(now // 60)),
+            k.open_jobs(claim.owner),
+        ]
+        args = [
+            claim.attempt,
+            self.policy.retention,
+            self.policy.sync_retention,
+            json.dumps({name: str(value) for name, value in fields.items()}),
+            claim.job_id,
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+            TPM_TTL_SECONDS,
+            THROUGHPUT_WINDOW_SECONDS,
+        ]
+        return bool(self._finish(keys=keys, args=args))
+
+    def hold_leases(self: JobService, job_ids: list[str]) -> None:
+        """A worker received these jobs' messages: it answers for them from now on."""
+        if job_ids:
+            self._renew(keys=[self.keys.leases], args=[1, *job_ids])
+
+    def renew_leases(self: JobService, job_ids: list[str]) -> None:
+        """Still alive and holding these; a lease the reconciler already took away is not brought back."""
+        if job_ids:
+            self._renew(keys=[self.keys.leases], args=[0, *job_ids])
+
+
+def utc_day(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).date().isoformat()
