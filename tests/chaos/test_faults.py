@@ -144,11 +144,13 @@ def test_redis_at_maxmemory_refuses_new_jobs_and_finishes_accepted_ones(stack):
     run = begin(stack, "10 Redis at maxmemory")
     wait_running(stack, run, 3)
     with memory_ceiling(stack.client()) as share:
+        above = share()
         refused = refused_once(stack, run)
         run.load.sync_once(900)
         run.load.stream_once(901)
         books = close(stack, run)
-    assert share > 0.9, f"the ceiling should put Redis above the high water mark (at {share:.2f})"
+        still = share()
+    assert min(above, still) > 0.9, f"Redis should stay above the high water mark (at {above:.2f}, then {still:.2f})"
     assert_no_server_errors(run)
     assert_every_job_ended_once(books)
     assert refused is not None and refused.status == 503, (
