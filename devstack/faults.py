@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,24 +280,28 @@ def measured_skew(extra_env: dict[str, str]) -> float:
 
 
 @contextlib.contextmanager
-def memory_ceiling(client: redis.Redis, ballast_mb: int = 32, headroom_mb: int = 2) -> Iterator[float]:
+def memory_ceiling(client: redis.Redis, ballast_mb: int = 32, headroom_mb: int = 2) -> Iterator[Callable[[], float]]:
     """Set `maxmemory` just above what Redis uses, and put it back on the way out.
 
     A fresh Redis uses a megabyte or two, too little for a share of it to
     leave room for the jobs still running; a ballast string (outside the
-    inferq keys) stands in for the rest of a full Redis. Yields the share of
-    `maxmemory` in use once the ceiling is set.
+    inferq keys) stands in for the rest of a full Redis. It is grown with
+    SETRANGE, not sent: a 32 MB argument would sit in the connection's query
+    buffer, counted in `used_memory` until Redis frees it a moment later, and
+    the ceiling computed from it would be 32 MB too high. Yields a function
+    that reads the share of `maxmemory` in use.
     """
     before = client.config_get("maxmemory")["maxmemory"]
+
+    def share() -> float:
+        info = client.info("memory")
+        return int(info["used_memory"]) / max(int(info["maxmemory"]), 1)
+
     try:
-        # A megabyte at a time: one 32 MiB SET also leaves a 32 MiB query buffer, counted in
-        # used_memory until Redis frees it seconds later, which then drops the share below the mark.
-        chunk = b"\0" * (1 << 20)
-        for _ in range(ballast_mb):
-            client.append("chaos:ballast", chunk)
+        client.setrange("chaos:ballast", (ballast_mb << 20) - 1, b"\0")
         used = int(client.info("memory")["used_memory"])
         client.config_set("maxmemory", used + (headroom_mb << 20))
-        yield used / (used + (headroom_mb << 20))
+        yield share
     finally:
         client.config_set("maxmemory", before)
         client.delete("chaos:ballast")
