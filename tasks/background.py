@@ -1,11 +1,12 @@
 """One way to run something periodically beside a worker's Celery threads.
 
-A worker keeps five chores going for its whole life: the heartbeat, the lease
-renewals, the reconciler, the cancel listener and the engine watchdog. Each
-used to carry its own thread, stop flag and try/except; they differed only in
-what they swallowed and what they logged. Here they share one loop, so they
-all survive a Redis restart the same way, say so in the log once per outage
-(not once a second), and stop promptly when the worker shuts down.
+A worker keeps six chores going for its whole life: the heartbeat, the lease
+renewals, the reconciler, the cancel listener, the engine watchdog and the
+consumer watch. Each used to carry its own thread, stop flag and try/except;
+they differed only in what they swallowed and what they logged. Here they
+share one loop, so they all survive a Redis restart the same way, say so in
+the log once per outage (not once a second), and stop promptly when the
+worker shuts down.
 
 It lives in `tasks/` because the worker process wires the loops up: the
 engine watchdog's loop is started here too, and `workers/` only offers the

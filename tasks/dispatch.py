@@ -58,6 +58,14 @@ def broker_lists(model: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{QUEUE_SEPARATOR}{step}" for step in PRIORITY_STEPS]
 
 
+def waiting_messages(client: redis.Redis, model: str) -> int:
+    """Messages waiting in this model's queue, over every priority list."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in broker_lists(model):
+            pipe.llen(key)
+        return sum(pipe.execute())
+
+
 def message_ids(client: redis.Redis, model: str) -> set[str]:
     """The job ids whose messages wait in this model's queue (not those a worker has reserved)."""
     ids: set[str] = set()

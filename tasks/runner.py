@@ -3,10 +3,11 @@
 Claim it (compare-and-set from `queued`, which hands back the stored
 request), let the cancel listener know, run the work on the engine within the
 model's time limit, restart a dead engine and run it again, then write
-exactly one end (retrying while Redis is briefly away or full). Any exception
-ends the job as `failed` with an OpenAI error body: a job never vanishes, and
-no internal error text reaches the client (it goes to the worker's log). An
-attempt that was superseded (re-queued while it ran) writes nothing.
+exactly one end (retrying while Redis is briefly away or full). Any other
+exception ends the job as `failed` with an OpenAI error body: a job never
+vanishes, and no internal error text reaches the client (it goes to the
+worker's log). An attempt that was superseded (re-queued while it ran), or
+that lost Redis mid-run, writes nothing: the reconciler re-queues it.
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ def _run_claimed(context: WorkerContext, claim: Claim, work: Work) -> None:
         body = with_engine_restarts(claim.job_id, lambda: work(claim, service, deadline))
     except Superseded:
         raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Redis went away under the job (a streamed delta could not be written): not the job's
+        # fault, so it is not failed. Its lease lapses once this attempt lets go of it, and the
+        # reconciler re-queues it when Redis is back (the attempt cap bounds that).
+        log.warning("job %s: lost Redis while running (%s); handing it back", claim.job_id, exc)
     except Exception as exc:  # noqa: BLE001 - a job must end with a status, never vanish
         error = _failure(exc, claim.job_id, context.time_limit)
         usage = exc.usage if isinstance(exc, TimeLimitExceeded) else None

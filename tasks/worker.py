@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,8 @@ from tasks import runner
 from tasks.background import BackgroundLoop
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
-from tasks.dispatch import dispatch, message_ids
+from tasks.consumer_watch import ConsumerWatch
+from tasks.dispatch import dispatch, message_ids, waiting_messages
 from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
 from tasks.heartbeat import Heartbeat
 from tasks.jobs import JobService, Policy
@@ -36,6 +38,8 @@ log = logging.getLogger("inferq.worker")
 
 #: How often the watchdog checks for an engine core that died between requests.
 WATCHDOG_SECONDS = 2.0
+#: How often the consumer watch looks for messages nobody takes.
+CONSUMER_WATCH_SECONDS = 5.0
 
 
 def default_name(spec: ModelSpec) -> str:
@@ -61,6 +65,11 @@ class Chores:
             redis_client(config.redis_url), Policy.from_settings(config), send=lambda job: dispatch(celery, job)
         )
         self.keeper = LeaseKeeper(self.store)
+        self.consumer = ConsumerWatch(
+            lambda: waiting_messages(self.store.redis, spec.id),
+            idle=lambda: not self.keeper.held,
+            on_stall=lambda: os.kill(os.getpid(), signal.SIGTERM),  # Celery's warm shutdown
+        )
         self.loops: list[BackgroundLoop] = []
 
     def connect(self) -> None:
@@ -82,6 +91,7 @@ class Chores:
 
     def hold(self, request: Any = None, **_: object) -> None:
         """From the moment a message is reserved, this worker answers for it."""
+        self.consumer.received()
         self.keeper.hold(request.id)
 
     def start_background(self, **_: object) -> None:
@@ -110,6 +120,7 @@ class Chores:
         self._loop("inferq-reconciler", reconciler.run_once, config.reconcile_seconds, wait_first=True)
         self._loop("inferq-cancel", listener.poll, 0.0, retry_after=1.0, on_stop=listener.close)
         self._loop("inferq-engine-watchdog", runtime.restart_if_dead, WATCHDOG_SECONDS, wait_first=True)
+        self._loop("inferq-consumer-watch", self.consumer.check, CONSUMER_WATCH_SECONDS, wait_first=True)
         self._loop("inferq-heartbeat", beat.beat, HEARTBEAT_SECONDS, on_stop=beat.leave)
 
     def stop(self, **_: object) -> None:

@@ -144,3 +144,52 @@ def test_a_duplicate_message_does_not_drop_the_running_jobs_lease():
     keeper.release("job-1")
     keeper.renew()
     assert store.renewed[-1] == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def consumer_watch(backlog: list[int], held: list[str], clock: FakeClock):
+    from tasks.consumer_watch import ConsumerWatch
+
+    stalls: list[float] = []
+    watch = ConsumerWatch(
+        lambda: backlog[0], lambda: not held, lambda: stalls.append(clock.now), stall_seconds=60, clock=clock
+    )
+    return watch, stalls
+
+
+def test_the_consumer_watch_shuts_down_a_worker_that_takes_no_waiting_message():
+    clock, backlog, held = FakeClock(), [3], []
+    watch, stalls = consumer_watch(backlog, held, clock)
+    for _ in range(12):  # 55 s: not yet
+        watch.check()
+        clock.now += 5
+    assert stalls == []
+    watch.check()
+    assert stalls == [1060.0], "messages waited a minute while this worker held none"
+    clock.now += 5
+    watch.check()
+    assert len(stalls) == 1, "it shuts down once"
+
+
+def test_the_consumer_watch_leaves_a_busy_or_consuming_worker_alone():
+    clock, backlog, held = FakeClock(), [3], ["job_1"]
+    watch, stalls = consumer_watch(backlog, held, clock)
+    for step in range(40):
+        if step == 10:
+            held.clear()  # idle now, but it keeps taking messages
+        if step >= 10:
+            watch.received()
+        watch.check()
+        clock.now += 5
+    backlog[0] = 0
+    for _ in range(40):  # idle with nothing waiting: a quiet worker, not a stalled one
+        watch.check()
+        clock.now += 5
+    assert stalls == []
