@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 UNIT_STAMP := $(VENV)/.installed-unit
 PYTEST_ARGS ?=
 
-.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos test-unstable lint bench clean
+.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos lint bench clean
 
 install: $(STAMP)
 
@@ -59,7 +59,7 @@ run: install redis models
 
 # Every level (README, "Tests"): unit, integration, e2e, chaos.
 test: install redis faketime browser models
-	$(PY) -m pytest -m "not unstable" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # No Redis, no models, no network, no browser; well under a minute.
 test-unit: $(UNIT_STAMP)
@@ -72,11 +72,7 @@ test-e2e: install redis browser models
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-chaos: install redis faketime models
-	$(PY) -m pytest tests/chaos -m "not unstable" $(PYTEST_ARGS)
-
-# The fault tests known to fail intermittently (README, "Tests"): kept runnable, out of `make test`.
-test-unstable: install redis faketime models
-	$(PY) -m pytest tests/chaos -m unstable $(PYTEST_ARGS)
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,7 @@ from tasks.jobs import Claim, JobService
 from tasks.protocol import bodies
 from tasks.protocol.requests import GenerationRequest
 from tasks.runner import PartialOutputLost, TimeLimitExceeded, run_job
-from workers.outputs import Choice, PromptResult, select_best
+from workers.outputs import Choice, Delta, PromptResult, select_best
 
 
 def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
@@ -36,10 +36,12 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
         for delta in deltas:
             if delta.prompt_logprobs is not None:
                 results[delta.prompt_index].prompt_logprobs = delta.prompt_logprobs
-            samples[delta.prompt_index].setdefault(delta.choice.index, Choice(delta.choice.index)).extend(delta.choice)
+            _add(samples, delta)
             if request.stream and not service.append_delta(claim, delta):
                 break  # cancelled: closing the generator aborts the engine's requests
-    except TimedOut:
+    except TimedOut as timed_out:
+        for delta in timed_out.late:  # a final-output-only request's tokens come with its abort
+            _add(samples, delta)
         computed = sum(len(choice.token_ids) for by_index in samples for choice in by_index.values())
         prompt = sum(len(p) for p in request.prompts)
         usage = {"prompt_tokens": prompt, "completion_tokens": computed, "total_tokens": prompt + computed}
@@ -47,6 +49,10 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
     finally:
         deltas.close()
     return _body(claim, request, results, samples)
+
+
+def _add(samples: list[dict[int, Choice]], delta: Delta) -> None:
+    samples[delta.prompt_index].setdefault(delta.choice.index, Choice(delta.choice.index)).extend(delta.choice)
 
 
 def _body(

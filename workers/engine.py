@@ -30,8 +30,20 @@ class EngineDead(RuntimeError):
     """The engine core died; the request may be retried once the engine restarts."""
 
 
+#: How long an aborted request may take to hand over what it computed (an engine that hangs hands nothing).
+ABORT_GRACE_SECONDS = 2.0
+
+
 class TimedOut(TimeoutError):
-    """The request ran past its deadline (the model's time limit) and was aborted."""
+    """The request ran past its deadline (the model's time limit) and was aborted.
+
+    `late` holds what the engine handed over on the abort: a request that asked
+    for its final output only gets all its tokens there, and they are billed.
+    """
+
+    def __init__(self, message: str, late: list[Delta] | None = None) -> None:
+        super().__init__(message)
+        self.late = late or []
 
 
 class RequestRejected(ValueError):
@@ -138,7 +150,12 @@ class Engine:
         pending, failure = len(prompts), None
         try:
             while pending:
-                index, item = _next(outputs, deadline)
+                try:
+                    index, item = _next(outputs, deadline)
+                except TimedOut:
+                    self.abort(ids)
+                    late, pending = _drain(outputs, prompts, pending), 0
+                    raise TimedOut(f"{request_id}: past its time limit", late) from None
                 if item is _DONE:
                     pending -= 1
                 elif isinstance(item, BaseException):
@@ -247,6 +264,22 @@ def _next(outputs: queue.SimpleQueue, deadline: float | None) -> tuple[int, Any]
         return outputs.get(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Empty:
         raise TimedOut("past its time limit") from None
+
+
+def _drain(outputs: queue.SimpleQueue, prompts: list[list[int]], pending: int) -> list[Delta]:
+    """The deltas of the final outputs an abort produces, for up to ABORT_GRACE_SECONDS."""
+    late: list[Delta] = []
+    grace = time.monotonic() + ABORT_GRACE_SECONDS
+    while pending:
+        try:
+            index, item = _next(outputs, grace)
+        except TimedOut:
+            break
+        if item is _DONE:
+            pending -= 1
+        elif not isinstance(item, BaseException):
+            late.extend(_deltas(index, prompts[index], item))
+    return late
 
 
 def _deltas(index: int, prompt: list[int], output: Any) -> Iterator[Delta]:
