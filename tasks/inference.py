@@ -12,6 +12,7 @@ from tasks.protocol import bodies
 from tasks.protocol.requests import GenerationRequest
 from tasks.runner import PartialOutputLost, TimeLimitExceeded, run_job
 from workers.outputs import Choice, PromptResult, select_best
+from workers.tools import decided
 
 
 def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
@@ -29,9 +30,9 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
         raise PartialOutputLost("part of the answer was already streamed when the engine failed")
     results = [PromptResult(len(prompt)) for prompt in request.prompts]
     samples: list[dict[int, Choice]] = [{} for _ in request.prompts]
-    deltas = runtime.current().generate(
-        claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline
-    )
+    engine = runtime.current()
+    raw = engine.generate(claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline)
+    deltas = decided(request.tools, raw, engine.tokenizer)  # tool calls are decided there, once
     try:
         for delta in deltas:
             if delta.prompt_logprobs is not None:
