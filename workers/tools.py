@@ -126,7 +126,10 @@ def required_schema(functions: tuple[Function, ...], parallel: bool) -> dict[str
 def _required_calls(text: str) -> list[ToolCall] | None:
     try:
         items = json.loads(text)
-        return [ToolCall(call_id(), item["name"], json.dumps(item["parameters"], ensure_ascii=False)) for item in items]
+        return [
+            ToolCall(call_id(), item["name"], json.dumps(item["parameters"], ensure_ascii=False, separators=(",", ":")))
+            for item in items
+        ]
     except (ValueError, TypeError, KeyError):
         return None  # cut by max_tokens: not a whole call
 

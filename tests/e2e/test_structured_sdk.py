@@ -63,6 +63,9 @@ TOOLS = [
     {"type": "function", "function": {"name": "add", "description": "Add two integers", "parameters": ADD}},
 ]
 SCHEMAS = {"get_weather": WEATHER, "add": ADD}
+CAPITAL = (
+    'Give the capital of Italy as a JSON object with two keys, "city" and "country". Reply with the JSON object only.'
+)
 ASK = [{"role": "user", "content": "What is the weather in Paris for the next 3 days? And what is 2 + 3?"}]
 
 
@@ -99,9 +102,14 @@ def test_json_object_mode_returns_json_30_of_30(openai_client):
     client = openai_client()
 
     def ask(seed: int):
-        messages = [{"role": "user", "content": "Reply with a JSON object with the keys city and country."}]
+        # json_object bounds nothing: a prompt that names the keys keeps SmolLM2's objects short (at most 81
+        # tokens over these seeds); a vaguer one lets 4 in 30 write one string until max_tokens.
         reply = client.chat.completions.create(
-            model=CHAT_MODEL, messages=messages, response_format={"type": "json_object"}, seed=seed, **SAMPLING
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": CAPITAL}],
+            response_format={"type": "json_object"},
+            seed=seed,
+            **{**SAMPLING, "max_tokens": 120},
         )
         return reply.choices[0].message.content, reply.choices[0].finish_reason
 
@@ -134,8 +142,16 @@ def test_forced_tool_calls_validate_30_of_30(openai_client, tool_choice, stream)
     choice = {"type": "function", "function": {"name": "get_weather"}} if tool_choice == "named" else "required"
 
     def ask(seed: int):
+        # One call each: with parallel calls allowed SmolLM2 repeats calls until max_tokens in 6 of 30 samples.
         reply = client.chat.completions.create(
-            model=CHAT_MODEL, messages=ASK, tools=TOOLS, tool_choice=choice, seed=seed, stream=stream, **SAMPLING
+            model=CHAT_MODEL,
+            messages=ASK,
+            tools=TOOLS,
+            tool_choice=choice,
+            parallel_tool_calls=False,
+            seed=seed,
+            stream=stream,
+            **SAMPLING,
         )
         if stream:
             return _calls_from_stream(reply)
