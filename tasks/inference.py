@@ -32,7 +32,8 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
     samples: list[dict[int, Choice]] = [{} for _ in request.prompts]
     engine = runtime.current()
     raw = engine.generate(claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline)
-    deltas = decided(request.tools, raw, engine.tokenizer)  # tool calls are decided there, once
+    held: dict[tuple[int, int], Choice] = {}  # a tool request's samples until each ends
+    deltas = decided(request.tools, raw, engine.tokenizer, held)  # tool calls are decided there, once
     try:
         for delta in deltas:
             if delta.prompt_logprobs is not None:
@@ -41,7 +42,8 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
             if request.stream and not service.append_delta(claim, delta):
                 break  # cancelled: closing the generator aborts the engine's requests
     except TimedOut:
-        computed = sum(len(choice.token_ids) for by_index in samples for choice in by_index.values())
+        unfinished = [*held.values(), *(choice for by_index in samples for choice in by_index.values())]
+        computed = sum(len(choice.token_ids) for choice in unfinished)
         prompt = sum(len(p) for p in request.prompts)
         usage = {"prompt_tokens": prompt, "completion_tokens": computed, "total_tokens": prompt + computed}
         raise TimeLimitExceeded(usage) from None

@@ -179,16 +179,23 @@ def decide(tools: Tools | None, choice: Choice, tokenizer: Callable[[], Any]) ->
         choice.finish_reason = "tool_calls"
 
 
-def decided(tools: Tools | None, deltas: Iterator[Delta], tokenizer: Callable[[], Any]) -> Iterator[Delta]:
+def decided(
+    tools: Tools | None,
+    deltas: Iterator[Delta],
+    tokenizer: Callable[[], Any],
+    held: dict[tuple[int, int], Choice] | None = None,
+) -> Iterator[Delta]:
     """The engine's deltas, with every sample of a tool request held back and emitted once, decided.
 
-    A plain request's deltas pass through. Closing this closes `deltas` (which aborts the engine's requests).
+    A plain request's deltas pass through. `held` (the caller's, if given) holds
+    the unfinished samples, so a job stopped by its time limit bills them too.
+    Closing this closes `deltas` (which aborts the engine's requests).
     """
+    held = {} if held is None else held
     try:
         if tools is None or tools.choice == NONE:
             yield from deltas
             return
-        held: dict[tuple[int, int], Choice] = {}
         for delta in deltas:
             key = (delta.prompt_index, delta.choice.index)
             whole = held.setdefault(key, Choice(delta.choice.index))

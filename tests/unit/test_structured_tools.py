@@ -353,3 +353,17 @@ def test_a_template_without_tools_gets_them_written_hermes_style():
     no_system, _ = template_messages(HISTORY[:1], TOOLS, knows_tools=False, system_ok=False)
     assert no_system[0]["role"] == "user" and no_system[0]["content"].endswith("Weather in Oslo?")
     assert all(m["content"] is not None for m in template_messages(HISTORY, None, knows_tools=False, system_ok=True)[0])
+
+
+def test_samples_held_when_the_engine_stops_are_left_for_billing():
+    class TimedOut(Exception):
+        pass
+
+    def engine():
+        yield Delta(0, Choice(0, '{"city":', [1, 2]))
+        raise TimedOut
+
+    held = {}
+    with pytest.raises(TimedOut):
+        list(decided(forced(NAMED, "get_weather"), engine(), no_tokenizer, held))
+    assert [choice.token_ids for choice in held.values()] == [[1, 2]]
