@@ -92,15 +92,24 @@ def grammar_costs(rounds: int = 10) -> str:
     )
 
 
-def measure(url: str, requests_: int, tokens: int, single: int) -> dict[str, Run]:
+def _median_run(runs: list[Run]) -> Run:
+    """The round with the median throughput (rounds alternate, so load drifting on a shared machine hits both)."""
+    return sorted(runs, key=lambda run: run.throughput)[len(runs) // 2]
+
+
+def measure(url: str, requests_: int, tokens: int, single: int, rounds: int) -> dict[str, Run]:
     free = {"model": CHAT_MODEL, "messages": PROMPT, "max_tokens": tokens, "ignore_eos": True, "temperature": 0.8}
     bound = {"model": CHAT_MODEL, "messages": PROMPT, "max_tokens": tokens, "temperature": 0.8}
     bound["response_format"] = schema_format(PEOPLE)
     one = {"model": CHAT_MODEL, "messages": PROMPT, "max_tokens": 1, "temperature": 0}
     asyncio.run(concurrent(url, [dict(free, seed=i) for i in range(4)] + [dict(bound, seed=i) for i in range(4)]))
+    frees, bounds = [], []
+    for _ in range(rounds):
+        frees.append(asyncio.run(concurrent(url, [dict(free, seed=i) for i in range(requests_)])))
+        bounds.append(asyncio.run(concurrent(url, [dict(bound, seed=i) for i in range(requests_)])))
     runs = {
-        "free": asyncio.run(concurrent(url, [dict(free, seed=i) for i in range(requests_)])),
-        "bound": asyncio.run(concurrent(url, [dict(bound, seed=i) for i in range(requests_)])),
+        "free": _median_run(frees),
+        "bound": _median_run(bounds),
         "one_free": asyncio.run(sequential(url, one, single)),
         "one_seen": asyncio.run(sequential(url, {**one, "response_format": schema_format(PEOPLE)}, single)),
     }
@@ -112,13 +121,27 @@ def measure(url: str, requests_: int, tokens: int, single: int) -> dict[str, Run
     return runs
 
 
+def load() -> str:
+    return "load average " + " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def report(ours: dict[str, Run], theirs: dict[str, Run], args) -> str:
     ms = lambda s: f"{s * 1000:.1f} ms"  # noqa: E731
     rate = lambda v: f"{v:.1f}"  # noqa: E731
     rows = []
     for label, key, attr, fmt in [
-        (f"{args.requests} concurrent, unconstrained, output tok/s", "free", "throughput", rate),
-        (f"{args.requests} concurrent, json_schema, output tok/s", "bound", "throughput", rate),
+        (
+            f"{args.requests} concurrent, unconstrained, output tok/s (median of {args.rounds})",
+            "free",
+            "throughput",
+            rate,
+        ),
+        (
+            f"{args.requests} concurrent, json_schema, output tok/s (median of {args.rounds})",
+            "bound",
+            "throughput",
+            rate,
+        ),
         ("1-token request, unconstrained, p50", "one_free", "p50", ms),
         ("1-token request, schema seen before, p50", "one_seen", "p50", ms),
         ("1-token request, schema never seen, p50", "one_new", "p50", ms),
@@ -143,13 +166,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--single", type=int, default=10, help="sequential 1-token requests per case")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each concurrent case (median)")
     args = parser.parse_args()
     started = time.time()
+    loads = [load()]
     with inferq_stack() as stack:
-        ours = measure(stack.url, args.requests, args.tokens, args.single)
+        ours = measure(stack.url, args.requests, args.tokens, args.single, args.rounds)
+    loads.append(load())
     with vllm_serve() as url:
-        theirs = measure(url, args.requests, args.tokens, args.single)
+        theirs = measure(url, args.requests, args.tokens, args.single, args.rounds)
+    loads.append(load())
     print(report(ours, theirs, args))
+    print("machine: " + " -> ".join(loads) + " (before inferq, between, after vllm serve)")
     print(grammar_costs())
     print(f"(benchmark took {time.time() - started:.0f} s)")
     return 0

@@ -68,6 +68,8 @@ def _check_text(text: str) -> str | None:
     except SchemaError as exc:
         where = "/".join(str(part) for part in exc.path)
         return f"{exc.message}" + (f" (at {where})" if where else "")
+    except Exception as exc:  # noqa: BLE001 - e.g. a value the metaschema's format checks choke on
+        return str(exc) or type(exc).__name__
     if ENGINE_CONFIG["disable_additional_properties"]:
         schema = copy.deepcopy(schema)
         _close_objects(schema)
@@ -75,9 +77,9 @@ def _check_text(text: str) -> str | None:
         grammar = llguidance.LLMatcher.grammar_from_json_schema(
             schema, defaults={"whitespace_flexible": not ENGINE_CONFIG["disable_any_whitespace"]}
         )
-    except (ValueError, TypeError) as exc:
-        return str(exc)
-    return llguidance.LLMatcher.validate_grammar(grammar, None) or None
+        return llguidance.LLMatcher.validate_grammar(grammar, None) or None
+    except Exception as exc:  # noqa: BLE001 - whatever the compiler raises, the schema is what it refused
+        return str(exc) or type(exc).__name__
 
 
 def check_schema(schema: Any) -> str:

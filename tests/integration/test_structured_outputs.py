@@ -230,3 +230,26 @@ def test_constrained_and_free_requests_batch_together(client, stream):
         for i, text in pool.map(one, range(8)):
             if i % 2:
                 Draft202012Validator(WEATHER).validate(json.loads(text))
+
+
+def test_auto_reads_calls_with_the_models_vllm_parser():
+    """The decision under `auto`, on vLLM's own hermes parser and the model's tokenizer (no engine needed)."""
+    pytest.importorskip("vllm")
+    from transformers import AutoTokenizer
+
+    from tasks.settings import Settings
+    from workers.outputs import Choice
+    from workers.structured import canonical
+    from workers.tools import AUTO, Function, Tools, decide
+
+    tokenizer = AutoTokenizer.from_pretrained(Settings.load().models[CHAT_MODEL].tokenizer_path)
+    tools = Tools((Function("get_weather", None, canonical(WEATHER)),), AUTO, None, True, "hermes")
+    text = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n</tool_call>'
+    called = Choice(0, text, [1, 2], "stop")
+    decide(tools, called, lambda: tokenizer)
+    assert called.finish_reason == "tool_calls" and called.text == "Let me check."
+    (call,) = called.tool_calls
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris", "days": 3}
+    plain = Choice(0, "It will be sunny.", [1], "stop")
+    decide(tools, plain, lambda: tokenizer)
+    assert plain.tool_calls is None and plain.finish_reason == "stop" and plain.text == "It will be sunny."
