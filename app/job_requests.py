@@ -15,12 +15,15 @@ from typing import Any
 from flask import current_app
 
 from app.auth import model_allowed
+from app.chat_messages import template_messages
 from app.context import settings
 from app.tokenizers import ModelTokenizer, TemplateError
 from tasks.models import ModelSpec
 from tasks.protocol.errors import InvalidRequest, ModelNotFound
 from tasks.protocol.requests import CHAT, COMPLETION, EmbeddingRequest, GenerationRequest
 from workers.sampling import LIST_FIELDS, Sampling
+from workers.structured import InvalidSchema, canonical, check_schema
+from workers.tools import NAMED, Function, Tools
 
 #: OpenAI's default max_tokens for text completions.
 DEFAULT_COMPLETION_TOKENS = 16
@@ -62,27 +65,70 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None, 
 
 
 def chat_prompt(spec: ModelSpec, data: dict[str, Any]) -> list[int]:
-    """The token ids the engine will see for `data["messages"]`.
+    """The token ids the engine will see for `data["messages"]` (and the tools offered to the model).
 
     Shared by chat completions and the token counter, so a counted conversation
     and the `prompt_tokens` its completion reports are equal by construction.
     """
-    messages = [
-        {"role": m["role"], "content": m["content"], **({"name": m["name"]} if "name" in m else {})}
-        for m in data["messages"]
-    ]
-    if not spec.system_message and any(m["role"] in ("system", "developer") for m in messages):
+    if not spec.system_message and any(m["role"] in ("system", "developer") for m in data["messages"]):
         raise InvalidRequest(
             f"The model `{spec.id}` does not accept system messages; put the instructions in the first user message.",
             param="messages",
             code="system_message_not_supported",
         )
+    tok = tokenizer(spec)
+    offered = data.get("tools") if data.get("tool_choice") != "none" else None
+    messages, tools = template_messages(
+        data["messages"], offered, knows_tools=tok.knows_tools, system_ok=spec.system_message
+    )
     try:
-        return tokenizer(spec).encode_chat(messages, data.get("add_generation_prompt", True))
+        return tok.encode_chat(messages, data.get("add_generation_prompt", True), tools)
     except TemplateError as exc:
         raise InvalidRequest(
             f"The conversation does not fit the model's chat template: {exc}", param="messages"
         ) from exc
+
+
+def tool_spec(spec: ModelSpec, data: dict[str, Any]) -> Tools | None:
+    """How this chat's output becomes tool calls (workers.tools); None when no tool may be called."""
+    choice = data.get("tool_choice") or "auto"
+    if not data.get("tools") or choice == "none":
+        return None
+    if choice == "auto" and not spec.tool_parser:
+        raise InvalidRequest(
+            f"The model `{spec.id}` has no tool-call parser, so it cannot choose on its own whether to call a tool "
+            'with tool_choice "auto" (the default when tools are given). Send tool_choice "required" or a named '
+            'function (both are enforced by constrained decoding), or "none".',
+            param="tool_choice",
+            code="tool_choice_not_supported",
+        )
+    functions = tuple(
+        Function(t["function"]["name"], t["function"].get("description"), _schema_text(t["function"].get("parameters")))
+        for t in data["tools"]
+    )
+    named = choice["function"]["name"] if isinstance(choice, dict) else None
+    parallel = data.get("parallel_tool_calls") is not False
+    return Tools(functions, NAMED if named else choice, named, parallel, spec.tool_parser)
+
+
+def _schema_text(schema: dict[str, Any] | None) -> str | None:
+    return canonical(schema) if schema else None
+
+
+def constraint(data: dict[str, Any], tools: Tools | None) -> dict[str, Any]:
+    """Sampling's constrained-decoding fields: a forced tool call's schema, else the response_format's."""
+    try:
+        schema = tools.constraint() if tools else None
+        if schema is not None:
+            return {"json_schema": check_schema(schema)}
+    except (ValueError, InvalidSchema) as exc:
+        raise InvalidRequest(f"The tools cannot be combined into one schema: {exc}", param="tools") from exc
+    response_format = data.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return {"json_schema": check_schema(response_format["json_schema"]["schema"])}
+    if response_format.get("type") == "json_object":
+        return {"json_object": True}
+    return {}
 
 
 def count_tokens(spec: ModelSpec, data: dict[str, Any]) -> int:
@@ -106,9 +152,9 @@ def sampling(data: dict[str, Any], **decided: Any) -> Sampling:
     return Sampling(**{**given, **decided})
 
 
-SAMPLING_FIELDS = tuple(
-    name for name in Sampling.__dataclass_fields__ if name not in ("logprobs", "prompt_logprobs", "max_tokens")
-)
+#: What the body sets directly; the rest is decided here (limits, logprobs, constrained decoding).
+DECIDED_FIELDS = ("logprobs", "prompt_logprobs", "max_tokens", "json_schema", "json_object")
+SAMPLING_FIELDS = tuple(name for name in Sampling.__dataclass_fields__ if name not in DECIDED_FIELDS)
 
 
 def _streaming(data: dict[str, Any]) -> dict[str, bool]:
@@ -173,12 +219,14 @@ def chat_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationRequest:
     max_tokens = _check_context(spec, len(prompt), requested, "messages")
     _check_min_tokens(data, max_tokens, "as requested" if requested else "what the context leaves after the messages")
     logprobs = (data.get("top_logprobs") or 0) if data.get("logprobs") else None
+    tools = tool_spec(spec, data)
     return GenerationRequest(
         endpoint=CHAT,
         model=spec.id,
         created=int(time.time()),
         prompts=[prompt],
-        sampling=sampling(data, max_tokens=max_tokens, logprobs=logprobs),
+        sampling=sampling(data, max_tokens=max_tokens, logprobs=logprobs, **constraint(data, tools)),
+        tools=tools,
         **_streaming(data),
     )
 
@@ -218,7 +266,9 @@ def completion_request(spec: ModelSpec, data: dict[str, Any]) -> GenerationReque
         model=spec.id,
         created=int(time.time()),
         prompts=prompts,
-        sampling=sampling(data, max_tokens=max_tokens, logprobs=logprobs, prompt_logprobs=prompt_logprobs),
+        sampling=sampling(
+            data, max_tokens=max_tokens, logprobs=logprobs, prompt_logprobs=prompt_logprobs, **constraint(data, None)
+        ),
         echo=[tok.decode(ids) for ids in prompts] if echo else None,
         echo_first_tokens=[tok.decode(ids[:1]) for ids in prompts] if prompt_logprobs is not None else None,
         **_streaming(data),

@@ -25,7 +25,7 @@ from tasks.jobs import Job
 from tasks.protocol import bodies
 from tasks.protocol.errors import GatewayTimeout, ServerError
 from tasks.protocol.requests import GenerationRequest
-from workers.outputs import Choice, Delta
+from workers.outputs import Choice, Delta, ToolCall
 
 log = logging.getLogger(__name__)
 KEEPALIVE = ": keep-alive\n\n"
@@ -87,8 +87,10 @@ class _Writer:
     def _replay(self, result: dict[str, Any], entry_id: str) -> Iterator[str]:
         """A job that wrote no deltas (not submitted for streaming) streams its final answer at once."""
         for choice in result["choices"]:
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-            delta = Choice(0, text, finish_reason=choice["finish_reason"])
+            message = choice.get("message") or {}
+            text = (message.get("content") or "") if "message" in choice else choice["text"]
+            calls = [ToolCall.from_openai(call) for call in message["tool_calls"]] if "tool_calls" in message else None
+            delta = Choice(0, text, finish_reason=choice["finish_reason"], tool_calls=calls)
             yield self.event(bodies.stream_chunk(self.job.id, self.request, choice["index"], delta, True), entry_id)
 
 

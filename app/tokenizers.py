@@ -86,21 +86,31 @@ class ModelTokenizer:
             name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "pad_token", "unk_token")
         }
         self.template = _environment().from_string(template) if template else None
+        #: Does the template render `tools` and tool calls itself? (If not, app.chat_messages writes them as text.)
+        self.knows_tools = bool(template) and "tool" in template
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
 
-    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tools: list[dict] | None = None
+    ) -> str:
         if self.template is None:
             raise TemplateError("this model has no chat template; use /completions")
-        return self.template.render(
-            messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens
-        )
+        extra = {"tools": tools} if tools else {}
+        try:
+            return self.template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt, **extra, **self.special_tokens
+            )
+        except TypeError as exc:  # a template that cannot take this message shape (e.g. null content)
+            raise TemplateError(str(exc)) from exc
 
-    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tools: list[dict] | None = None
+    ) -> list[int]:
         # Like apply_chat_template(tokenize=True): the template already holds
         # the special tokens, so the tokenizer must not add its own.
-        return self.encode(self.render_chat(messages, add_generation_prompt), add_special_tokens=False)
+        return self.encode(self.render_chat(messages, add_generation_prompt, tools), add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)

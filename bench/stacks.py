@@ -8,6 +8,7 @@ machine has two cores.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -79,6 +80,8 @@ def vllm_serve_command(port: int) -> list[str]:
         command.append("--no-enable-chunked-prefill")
     if "kv_cache_memory_bytes" in options:
         command += ["--kv-cache-memory-bytes", str(options["kv_cache_memory_bytes"])]
+    if "structured_outputs_config" in options:  # the same grammar backend and options as a worker's
+        command += ["--structured-outputs-config", json.dumps(options["structured_outputs_config"])]
     return command
 
 

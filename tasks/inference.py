@@ -12,6 +12,7 @@ from tasks.protocol import bodies
 from tasks.protocol.requests import GenerationRequest
 from tasks.runner import PartialOutputLost, TimeLimitExceeded, run_job
 from workers.outputs import Choice, Delta, PromptResult, select_best
+from workers.tools import decided
 
 
 def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
@@ -29,9 +30,10 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
         raise PartialOutputLost("part of the answer was already streamed when the engine failed")
     results = [PromptResult(len(prompt)) for prompt in request.prompts]
     samples: list[dict[int, Choice]] = [{} for _ in request.prompts]
-    deltas = runtime.current().generate(
-        claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline
-    )
+    engine = runtime.current()
+    raw = engine.generate(claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline)
+    held: dict[tuple[int, int], Choice] = {}  # a tool request's samples until each ends
+    deltas = decided(request.tools, raw, engine.tokenizer, held)  # tool calls are decided there, once
     try:
         for delta in deltas:
             if delta.prompt_logprobs is not None:
@@ -42,7 +44,8 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
     except TimedOut as timed_out:
         for delta in timed_out.late:  # a final-output-only request's tokens come with its abort
             _add(samples, delta)
-        computed = sum(len(choice.token_ids) for by_index in samples for choice in by_index.values())
+        unfinished = [*held.values(), *(choice for by_index in samples for choice in by_index.values())]
+        computed = sum(len(choice.token_ids) for choice in unfinished)
         prompt = sum(len(p) for p in request.prompts)
         usage = {"prompt_tokens": prompt, "completion_tokens": computed, "total_tokens": prompt + computed}
         raise TimeLimitExceeded(usage) from None

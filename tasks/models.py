@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from workers.structured import ENGINE_CONFIG as STRUCTURED_OUTPUTS
+
 EMBEDDED_PREFIX = "embedded:"
 KINDS = ("generate", "embed")
 DEVICES = ("cpu", "gpu")
@@ -44,6 +46,8 @@ class ModelSpec:
     engine: dict[str, Any] = field(default_factory=dict)
     #: Per device (`cpu`, `gpu`): engine options over `engine`, where the two builds differ.
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: vLLM's tool-call parser for `tool_choice: auto` (e.g. `hermes`, `llama3_json`); None: auto is refused.
+    tool_parser: str | None = None
     #: `path` with `embedded:` resolved (set by load_models).
     local_path: str = ""
 
@@ -68,6 +72,8 @@ class ModelSpec:
         }
         if self.kind == "embed":
             options["runner"] = "pooling"
+        else:
+            options["structured_outputs_config"] = dict(STRUCTURED_OUTPUTS)
         return {**options, **self.engine, **self.devices.get(device, {})}
 
 

@@ -85,10 +85,14 @@ class Engine:
         log.info("engine for %s ready", self.name)
 
     async def _build(self) -> Any:
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**self.options))
+        options = dict(self.options)
+        if isinstance(options.get("structured_outputs_config"), dict):  # vLLM converts it only from its CLI
+            options["structured_outputs_config"] = StructuredOutputsConfig(**options["structured_outputs_config"])
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(**options))
 
     def stop(self) -> None:
         if self._llm is not None:
@@ -120,6 +124,10 @@ class Engine:
     @property
     def healthy(self) -> bool:
         return self._llm is not None and not self._llm.errored
+
+    def tokenizer(self) -> Any:
+        """The engine's tokenizer (tool-call parsers need it)."""
+        return self._require().get_tokenizer()
 
     def load(self) -> int:
         """Requests the engine holds (running + waiting)."""

@@ -27,9 +27,37 @@ class TokenLogprob:
         return cls(data[0], data[1], [(token, value) for token, value in data[2]])
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model made: `arguments` is JSON text, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_json(self) -> list[str]:
+        return [self.id, self.name, self.arguments]
+
+    @classmethod
+    def from_json(cls, data: list[str]) -> ToolCall:
+        return cls(*data)
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+    @classmethod
+    def from_openai(cls, data: dict[str, Any]) -> ToolCall:
+        return cls(data["id"], data["function"]["name"], data["function"]["arguments"])
+
+
 @dataclass
 class Choice:
-    """One sample of one prompt: all of it (final) or what came since the last delta."""
+    """One sample of one prompt: all of it (final) or what came since the last delta.
+
+    `tool_calls` is set once, on the sample's last delta, by workers.tools (the
+    one place that decides whether an output is a tool call); `text` then holds
+    only the content beside the calls.
+    """
 
     index: int
     text: str = ""
@@ -37,6 +65,7 @@ class Choice:
     finish_reason: str | None = None
     cumulative_logprob: float | None = None
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCall] | None = None
 
     def extend(self, delta: Choice) -> None:
         """Append a streamed delta of the same sample."""
@@ -46,18 +75,23 @@ class Choice:
             self.logprobs = (self.logprobs or []) + delta.logprobs
         self.finish_reason = delta.finish_reason
         self.cumulative_logprob = delta.cumulative_logprob
+        if delta.tool_calls is not None:
+            self.tool_calls = delta.tool_calls
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"i": self.index, "t": self.text, "f": self.finish_reason}
         if self.logprobs is not None:
             body["l"] = [entry.to_json() for entry in self.logprobs]
+        if self.tool_calls is not None:
+            body["c"] = [call.to_json() for call in self.tool_calls]
         return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Choice:
         logprobs = [TokenLogprob.from_json(entry) for entry in data["l"]] if "l" in data else None
+        calls = [ToolCall.from_json(call) for call in data["c"]] if "c" in data else None
         # Token ids stay in the worker: a stream reader needs the text, and usage comes with the end.
-        return cls(data["i"], data["t"], [], data["f"], None, logprobs)
+        return cls(data["i"], data["t"], [], data["f"], None, logprobs, calls)
 
 
 @dataclass

@@ -46,6 +46,10 @@ class Sampling:
     logprobs: int | None = None
     #: Same for the prompt's tokens (`echo` with `logprobs` on text completions).
     prompt_logprobs: int | None = None
+    #: Constrained decoding (workers.structured): the JSON schema, as JSON text, every sample must match.
+    json_schema: str | None = None
+    #: Constrained decoding: any JSON object (`response_format: json_object`).
+    json_object: bool = False
 
     @property
     def samples(self) -> int:
@@ -62,6 +66,16 @@ class Sampling:
             data[name] = tuple(data.get(name) or ())
         data["logit_bias"] = tuple((int(k), float(v)) for k, v in data.get("logit_bias") or ())
         return cls(**data)
+
+    def _structured_outputs(self) -> Any:
+        """vLLM's constraint for the engine's grammar backend (chosen per engine: workers.structured)."""
+        if self.json_schema is None and not self.json_object:
+            return None
+        from vllm.sampling_params import StructuredOutputsParams
+
+        if self.json_schema is not None:
+            return StructuredOutputsParams(json=self.json_schema)
+        return StructuredOutputsParams(json_object=True)
 
     def to_vllm(self, *, stream: bool) -> Any:
         """vLLM's SamplingParams. Streams ask for deltas; others only for the final output (no object per token).
@@ -101,5 +115,6 @@ class Sampling:
             logit_bias=dict(self.logit_bias) or None,
             logprobs=logprobs,
             prompt_logprobs=self.prompt_logprobs,
+            structured_outputs=self._structured_outputs(),
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )

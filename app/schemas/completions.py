@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 from app.schemas.fields import Prompt
 from app.schemas.responses import ChoiceBaseSchema, CompletionBaseSchema
 from app.schemas.sampling import COMPLETION, SamplingSchema, ignored_vllm_fields
+from app.schemas.tools import ResponseFormatSchema
 
 
 class CompletionRequestSchema(SamplingSchema, ignored_vllm_fields(COMPLETION)):
@@ -15,6 +16,8 @@ class CompletionRequestSchema(SamplingSchema, ignored_vllm_fields(COMPLETION)):
     logprobs = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=20))
     echo = fields.Boolean(load_default=False)
     suffix = fields.String(allow_none=True, validate=validate.Length(max=0, error="suffix is not supported"))
+    #: vLLM's extension on text completions: the same constrained decoding as chat.
+    response_format = fields.Nested(ResponseFormatSchema, allow_none=True)
 
 
 class CompletionChoiceSchema(ChoiceBaseSchema):

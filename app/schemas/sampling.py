@@ -17,8 +17,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from app.schemas.fields import StringOrList
 
-# Parameters an OpenAI SDK may send that we accept and ignore (documented as no-ops).
-IGNORED = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")
+# Parameters an OpenAI SDK may send that we accept and ignore (documented as no-ops); more in
+# app.schemas.tools.OpenAIChatFields. `parallel_tool_calls` is honoured (workers.tools).
+IGNORED = ("user", "metadata", "store", "service_tier")
 
 #: A logit_bias key: a token id in ASCII digits (str.isdigit would take "²").
 TOKEN_ID = re.compile(r"[0-9]{1,9}")
@@ -101,8 +102,7 @@ IGNORED_VLLM_FIELDS: dict[str, Ignored] = {
     "logprob_token_ids": Ignored(_INTS, _GENERATE, "logprobs cover the top tokens, not a chosen label set"),
     "repetition_detection": Ignored(_DICT, _GENERATE, "no early stop on repeated n-grams; max_tokens bounds"),
     "thinking_token_budget": Ignored(_INT, _GENERATE, "no served model reasons"),
-    "response_format": Ignored(_DICT, _GENERATE, "constrained decoding is not wired to the engine yet"),
-    "structured_outputs": Ignored(_DICT, _GENERATE, "constrained decoding is not wired to the engine yet"),
+    "structured_outputs": Ignored(_DICT, _GENERATE, "vLLM's own form; send OpenAI's response_format (json_schema)"),
     "vllm_xargs": Ignored(_DICT, _GENERATE, "no custom engine extensions are installed"),
     # Prompt building (inferq tokenises in the API with the model's own template)
     "truncate_prompt_tokens": Ignored(_INT, _ALL, "an over-long prompt is a 400 naming the limit, never cut"),
@@ -119,8 +119,6 @@ IGNORED_VLLM_FIELDS: dict[str, Ignored] = {
     "mm_payload": Ignored(_one_of("tensors", "none"), _GENERATE, "only for vLLM's render endpoints"),
     "return_mm_kwargs": Ignored(_BOOL, _GENERATE, "only for vLLM's render endpoints"),
     # Tools and reasoning (chat)
-    "tools": Ignored(partial(fields.List, fields.Dict, allow_none=True), (CHAT,), "tool calling is not offered"),
-    "tool_choice": Ignored(_ANY, (CHAT,), "tool calling is not offered; behaves as 'none'"),
     "reasoning_effort": Ignored(_STR, (CHAT,), "no served model reasons"),
     "include_reasoning": Ignored(_BOOL, (CHAT,), "no served model reasons"),
     # Response extras

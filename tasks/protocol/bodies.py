@@ -16,8 +16,8 @@ from typing import Any
 from tasks.protocol.requests import CHAT, EmbeddingRequest, GenerationRequest
 from workers.outputs import Choice, PromptResult, TokenLogprob
 
-#: vLLM reports an aborted sample as `abort`; OpenAI knows only stop and length.
-FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop"}
+#: vLLM reports an aborted sample as `abort`, which OpenAI does not know; `tool_calls` comes from workers.tools.
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop", "tool_calls": "tool_calls"}
 
 
 def response_id(request: GenerationRequest, job_id: str) -> str:
@@ -80,11 +80,34 @@ def _echo_logprobs(request: GenerationRequest, p: int, result: PromptResult) -> 
     return entries
 
 
+def _message(choice: Choice) -> dict[str, Any]:
+    """The assistant message: its text, or `content: null` and the calls workers.tools decided on."""
+    if choice.tool_calls is None:
+        return {"role": "assistant", "content": choice.text, "refusal": None}
+    return {
+        "role": "assistant",
+        "content": choice.text or None,
+        "refusal": None,
+        "tool_calls": [call.to_openai() for call in choice.tool_calls],
+    }
+
+
+def _chat_delta(choice: Choice, first: bool) -> dict[str, Any]:
+    """A chunk's delta; tool calls come whole, each with its index, id, type and name, as OpenAI's first does."""
+    delta: dict[str, Any] = {"role": "assistant"} if first else {}
+    if choice.tool_calls is None:
+        delta["content"] = choice.text
+        return delta
+    delta["content"] = choice.text or None
+    delta["tool_calls"] = [{"index": i, **call.to_openai()} for i, call in enumerate(choice.tool_calls)]
+    return delta
+
+
 def _chat_choice(request: GenerationRequest, index: int, choice: Choice) -> dict[str, Any]:
     top = request.sampling.logprobs
     return {
         "index": index,
-        "message": {"role": "assistant", "content": choice.text, "refusal": None},
+        "message": _message(choice),
         "logprobs": _chat_logprobs(choice.logprobs, top) if top is not None else None,
         "finish_reason": _finish_reason(choice),
     }
@@ -138,7 +161,7 @@ def stream_chunk(
     """
     top = request.sampling.logprobs
     if request.endpoint == CHAT:
-        delta: dict[str, Any] = {"role": "assistant", "content": choice.text} if first else {"content": choice.text}
+        delta = _chat_delta(choice, first)
         logprobs = _chat_logprobs(choice.logprobs, top) if top is not None else None
         out = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": _finish_reason(choice)}
     else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workers.sampling import Sampling
+from workers.tools import Tools
 
 CHAT, COMPLETION, EMBEDDING = "chat", "completion", "embedding"
 
@@ -31,6 +32,8 @@ class GenerationRequest:
     echo: list[str] | None = None
     #: With `echo` and `logprobs`: each prompt's first token (the engine reports no logprob for it).
     echo_first_tokens: list[str] | None = None
+    #: Chat with `tools` (and a `tool_choice` other than none): how outputs become tool calls (workers.tools).
+    tools: Tools | None = None
 
     kind = "generate"
 
@@ -50,11 +53,19 @@ class GenerationRequest:
             "include_usage": self.include_usage,
             "echo": self.echo,
             "echo_first_tokens": self.echo_first_tokens,
+            "tools": self.tools.to_json() if self.tools else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
-        return cls(**{**data, "sampling": Sampling.from_json(data["sampling"])})
+        tools = data.get("tools")
+        return cls(
+            **{
+                **data,
+                "sampling": Sampling.from_json(data["sampling"]),
+                "tools": Tools.from_json(tools) if tools else None,
+            }
+        )
 
 
 @dataclass(frozen=True)
