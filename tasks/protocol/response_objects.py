@@ -23,6 +23,9 @@ STATUSES = {
     "expired": "failed",
 }
 
+#: The error codes OpenAI's Response object may carry that can happen here.
+ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
+
 
 @dataclass(frozen=True)
 class ResponseRecord:
@@ -110,12 +113,20 @@ def output_items(record: ResponseRecord) -> list[dict[str, Any]]:
 
 
 def error(record: ResponseRecord) -> dict[str, Any] | None:
+    """OpenAI's Response error: its `code` is one of a closed set, so inferq's own code leads the message."""
     if record.status == "expired":
-        return {"code": "job_expired", "message": "The response was not started within its expires_in."}
-    if record.status != "failed":
+        code, message = "job_expired", "The response was not started within its expires_in."
+    elif record.status == "failed":
+        body = (record.error or {}).get("error", record.error or {})
+        code, message = body.get("code") or "server_error", body.get("message") or "The job failed."
+    else:
         return None
-    body = (record.error or {}).get("error", record.error or {})
-    return {"code": body.get("code") or "server_error", "message": body.get("message") or "The job failed."}
+    if code in ERROR_CODES:
+        return {"code": code, "message": message}
+    return {
+        "code": "rate_limit_exceeded" if code.startswith("too_many") else "server_error",
+        "message": f"{code}: {message}",
+    }
 
 
 def render(record: ResponseRecord, *, status: str | None = None, with_output: bool = True) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def test_background_keeps_the_queue_guarantees_expiry_and_priority(bare_client):
     expired = wait_until(
         lambda: (r := retrieve(bare_client, expiring["id"]))["status"] != "queued" and r, 10, "the expiry"
     )
-    assert expired["status"] == "failed" and expired["error"]["code"] == "job_expired"
+    assert expired["status"] == "failed" and expired["error"]["code"] == "server_error"
+    assert expired["error"]["message"].startswith("job_expired: ")
     queued = create(bare_client, model=GHOST_MODEL, background=True)
     cancelled = bare_client.post(f"/v1/responses/{queued['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
