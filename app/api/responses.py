@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 
 from app import jobs
 from app.api.common import WAIT_SLACK_SECONDS
-from app.api.routing import GENERATION_ERRORS, PLAIN, SSE, SSE_SCHEMA, Blueprint
+from app.api.routing import GENERATION_ERRORS, PLAIN, SSE, Blueprint
 from app.context import settings
 from app.errors import validation_error
 from app.job_requests import chat_request, resolve_model
@@ -40,6 +40,10 @@ blueprint = Blueprint(
     "responses", __name__, tag="Responses", prefixes=PLAIN, description="OpenAI's Responses API (background = queue)."
 )
 _chat_schema = ChatCompletionRequestSchema()
+EVENTS_SCHEMA = {
+    "type": "string",
+    "description": "Responses events: `event: <type>` and `data: {event}` (with `type` and `sequence_number`).",
+}
 #: A DELETE of a running response cancels it and waits this long for its worker to stop, then deletes it.
 DELETE_WAIT_SECONDS = 10.0
 
@@ -91,7 +95,7 @@ def _submit(spec: ModelSpec, data: dict, request: GenerationRequest, params: Res
 @blueprint.post("/responses")
 @blueprint.arguments(CreateResponseSchema)
 @blueprint.response(200, ResponseObjectSchema)
-@blueprint.streams
+@blueprint.alt_response(200, schema=EVENTS_SCHEMA, content_type=SSE, success=True)
 @blueprint.errors(*GENERATION_ERRORS)
 def create(data: dict):
     """Create a response: waits for it, streams it, or with `background: true` answers `queued` at once."""
@@ -118,7 +122,7 @@ def create(data: dict):
 @blueprint.get("/responses/<response_id>")
 @blueprint.arguments(RetrieveQuerySchema, location="query")
 @blueprint.response(200, ResponseObjectSchema)
-@blueprint.alt_response(200, schema=SSE_SCHEMA, content_type=SSE, success=True)
+@blueprint.alt_response(200, schema=EVENTS_SCHEMA, content_type=SSE, success=True)
 @blueprint.errors(400, 401, 404, 429)
 def retrieve(query: dict, response_id: str):
     """Retrieve a response; `stream=true` (re)plays its events, after `starting_after` when given."""

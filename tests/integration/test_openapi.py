@@ -135,12 +135,15 @@ def test_docs_are_served_without_a_cdn(make_app, redis_server):
 def bounded(case) -> None:
     """Keep any generation a generated body asks for down to a few tokens of a served model."""
     body = case.body
-    if not isinstance(body, dict) or "completions" not in case.path:
+    if not isinstance(body, dict) or not case.path.endswith(("completions", "responses")):
         return
+    if case.path.endswith("responses"):  # the Responses API's name for the same bound
+        given = body.get("max_output_tokens")
+        body["max_output_tokens"] = min(given, MAX_TOKENS) if type(given) is int else MAX_TOKENS
     for name in ("max_tokens", "max_completion_tokens", "min_tokens"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):
             body[name] = min(body[name], MAX_TOKENS)
-    if "max_tokens" not in body and "max_completion_tokens" not in body:
+    if "max_tokens" not in body and "max_completion_tokens" not in body and "max_output_tokens" not in body:
         body["max_tokens"] = MAX_TOKENS
     for name in ("n", "best_of"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):

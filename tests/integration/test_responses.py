@@ -315,3 +315,14 @@ def test_a_forced_function_tool_comes_back_as_a_function_call_item(client):
     calls = [item for item in response["output"] if item["type"] == "function_call"]
     assert calls and calls[0]["name"] == "get_weather" and calls[0]["call_id"]
     assert set(json.loads(calls[0]["arguments"])) == {"city"}
+
+
+def test_a_client_leaving_a_waiting_stream_cancels_its_response(client):
+    body = {**SHORT, "stream": True, "max_output_tokens": 1500, "ignore_eos": True}
+    answer = client.post("/v1/responses", json=body, buffered=False)
+    chunks = iter(answer.response)
+    next(chunk for chunk in chunks if b"response.output_text.delta" in chunk)  # generating
+    answer.close()  # the client goes away
+    service = client.application.extensions["inferq.jobs"]
+    job = wait_until(lambda: (j := service.get(answer.headers["X-Job-Id"])).usage and j, 30, "the billed end")
+    assert job.status == "cancelled" and 0 < job.usage["completion_tokens"] < 1500
