@@ -137,14 +137,11 @@ def bounded(case) -> None:
     body = case.body
     if not isinstance(body, dict) or not case.path.endswith(("completions", "responses")):
         return
-    if case.path.endswith("responses"):  # the Responses API's name for the same bound
-        given = body.get("max_output_tokens")
-        body["max_output_tokens"] = min(given, MAX_TOKENS) if type(given) is int else MAX_TOKENS
-    for name in ("max_tokens", "max_completion_tokens", "min_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "min_tokens", "max_output_tokens"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):
             body[name] = min(body[name], MAX_TOKENS)
-    if "max_tokens" not in body and "max_completion_tokens" not in body and "max_output_tokens" not in body:
-        body["max_tokens"] = MAX_TOKENS
+    if all(body.get(name) is None for name in ("max_tokens", "max_completion_tokens", "max_output_tokens")):
+        body["max_output_tokens" if case.path.endswith("responses") else "max_tokens"] = MAX_TOKENS
     for name in ("n", "best_of"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):
             body[name] = min(body[name], 2)

@@ -326,3 +326,13 @@ def test_a_client_leaving_a_waiting_stream_cancels_its_response(client):
     service = client.application.extensions["inferq.jobs"]
     job = wait_until(lambda: (j := service.get(answer.headers["X-Job-Id"])).usage and j, 30, "the billed end")
     assert job.status == "cancelled" and 0 < job.usage["completion_tokens"] < 1500
+
+
+def test_delete_cancels_a_queued_response_first(bare_client):
+    response = create(bare_client, model=GHOST_MODEL, background=True)
+    service = bare_client.application.extensions["inferq.jobs"]
+    job = service.get("job_" + response["id"].removeprefix("resp_"))
+    assert service.delete(job) is False  # the job service forgets only an ended job
+    assert bare_client.delete(f"/v1/responses/{response['id']}").get_json()["deleted"] is True
+    assert service.get(job.id) is None and bare_client.get(f"/v1/responses/{response['id']}").status_code == 404
+    assert service.redis.zscore(KEYS.open_jobs(job.owner), job.id) is None  # its open slot was given back
