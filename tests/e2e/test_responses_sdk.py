@@ -4,13 +4,16 @@ documented events (and the SDK's own stream helper); a resumed stream; another k
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
 import pytest
 from openai import OpenAI
+from pydantic import BaseModel, Field
 
 from app.auth.keys import KeyStore
+from app.schemas.chat import ChatCompletionRequestSchema
 from tasks.heartbeat import worker_loads
 from tests.harness import CHAT_MODEL, wait_until
 
@@ -114,3 +117,51 @@ def test_another_key_gets_404(client, api_server, redis_server):
     client.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(created.id)
+
+
+chat_fields = ChatCompletionRequestSchema().fields
+needs_structured_chat = pytest.mark.skipif(
+    "response_format" not in chat_fields or "ignored" in chat_fields["response_format"].metadata,
+    reason="chat completions do not honour response_format yet",
+)
+needs_chat_tools = pytest.mark.skipif(
+    "tools" not in chat_fields or "ignored" in chat_fields["tools"].metadata,
+    reason="chat completions do not honour tools yet",
+)
+
+
+class Capital(BaseModel):
+    country: str = Field(max_length=20)
+    city: str = Field(max_length=20)
+
+
+@needs_structured_chat
+def test_parse_with_a_pydantic_text_format(client):
+    parsed = client.responses.parse(
+        model=CHAT_MODEL, input="The capital of France, as JSON.", text_format=Capital, max_output_tokens=60
+    )
+    assert parsed.status == "completed" and isinstance(parsed.output_parsed, Capital)
+
+
+@needs_chat_tools
+def test_a_named_function_tool_returns_a_function_call(client):
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    }
+    response = client.responses.create(
+        model=CHAT_MODEL,
+        input="What is the weather in Paris?",
+        tools=[tool],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=60,
+    )
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "get_weather" and call.call_id and set(json.loads(call.arguments)) == {"city"}

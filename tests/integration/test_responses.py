@@ -336,3 +336,46 @@ def test_delete_cancels_a_queued_response_first(bare_client):
     assert bare_client.delete(f"/v1/responses/{response['id']}").get_json()["deleted"] is True
     assert service.get(job.id) is None and bare_client.get(f"/v1/responses/{response['id']}").status_code == 404
     assert service.redis.zscore(KEYS.open_jobs(job.owner), job.id) is None  # its open slot was given back
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+
+
+@needs_chat_tools
+def test_a_tool_round_trip_goes_back_in_as_input_items(client):
+    items = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "Sunny, 21 C."},
+    ]
+    response = create(client, input=items, tools=[WEATHER], tool_choice="none", max_output_tokens=20)
+    assert response["status"] in ("completed", "incomplete") and output_text(response)
+    assert response["tools"] == [WEATHER] and response["tool_choice"] == "none"
+
+
+@needs_chat_tools
+def test_a_streamed_required_call_sends_function_call_events(client):
+    body = {**SHORT, "input": "Weather in Paris?", "tools": [WEATHER], "tool_choice": "required"}
+    events = events_of(
+        client.post("/v1/responses", json={**body, "stream": True, "max_output_tokens": 60}).get_data(as_text=True)
+    )
+    kinds = [event["type"] for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" not in kinds
+    calls = [
+        e["item"] for e in events if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
+    ]
+    arguments = [e["arguments"] for e in events if e["type"] == "response.function_call_arguments.done"]
+    final = [item for item in events[-1]["response"]["output"] if item["type"] == "function_call"]
+    assert calls == final and [call["arguments"] for call in calls] == arguments
+    assert calls[0]["name"] == "get_weather" and set(json.loads(arguments[0])) == {"city"}
