@@ -134,13 +134,13 @@ class EventWriter:
 
 
 def response_events(
-    job: Job, *, collect: bool, starting_after: int | None = None, timeout: float | None = None
+    job: Job, writer: EventWriter, *, collect: bool, timeout: float | None = None
 ) -> Generator[str, None, bool]:
     """The events of one Responses job from the start of its stream; returns False if it timed out.
 
     `collect`: a synchronous caller reads its ended job once (which frees its waiting slot).
     """
-    writer, service, last, waited = EventWriter(job, starting_after), jobs.service(), "0-0", 0.0
+    service, last, waited = jobs.service(), "0-0", 0.0
     yield from writer.opening()
     if job.ended and not service.has_events(job.id):  # a stream trimmed or never kept: the record has the rest
         yield from _end(writer, job, collect)
@@ -183,13 +183,12 @@ def sse_response(
     app = current_app._get_current_object()  # noqa: SLF001 - needed after the request context ends
 
     def generate() -> Iterator[str]:
-        ended = False
+        ended, writer = False, EventWriter(job, starting_after)
         try:
-            ended = yield from response_events(job, collect=synchronous, starting_after=starting_after, timeout=timeout)
+            ended = yield from response_events(job, writer, collect=synchronous, timeout=timeout)
         except Exception:  # noqa: BLE001 - the stream has started: end it with an error event, not a cut
             log.exception("responses stream of job %s failed", job.id)
-            error = {"type": "error", "code": "server_error", "message": "The stream failed.", "param": None}
-            yield f"event: error\ndata: {json.dumps(error)}\n\n"
+            yield from writer.error(ServerError("The stream failed."))
         finally:
             if synchronous and not ended:
                 with app.app_context():

@@ -60,21 +60,26 @@ def test_background_create_is_queued_then_retrieved_until_completed(client):
 
 
 def test_cancel_frees_the_engine_slot(client, redis_server):
-    created = client.responses.create(
+    stream = client.responses.create(
         model=CHAT_MODEL,
         input="Tell me a long story.",
         background=True,
+        stream=True,
         max_output_tokens=1500,
         extra_body={"ignore_eos": True, "seed": 1},
     )
-    wait_until(lambda: client.responses.retrieve(created.id).status == "in_progress", 60, "the response to start")
+    events = iter(stream)
+    response_id = next(events).response.id
+    next(event for event in events if event.type == "response.output_text.delta")  # generating
+    stream.close()  # a background response runs on without its reader
+    assert client.responses.retrieve(response_id).status == "in_progress"
     wait_until(lambda: engine_load(redis_server) >= 1, 10, "the worker's heartbeat to report the running request")
     cancelled_at = time.monotonic()
-    cancelled = client.responses.cancel(created.id)
+    cancelled = client.responses.cancel(response_id)
     assert cancelled.status == "cancelled"
     wait_until(lambda: engine_load(redis_server) == 0, 10, "the engine to drop the cancelled request", interval=0.1)
     assert time.monotonic() - cancelled_at < 10
-    final = wait_until(lambda: (r := client.responses.retrieve(created.id)).usage and r, 30, "the billed usage")
+    final = wait_until(lambda: (r := client.responses.retrieve(response_id)).usage and r, 30, "the billed usage")
     assert final.status == "cancelled" and 0 < final.usage.output_tokens < 1500
 
 

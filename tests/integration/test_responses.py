@@ -152,13 +152,18 @@ def test_background_keeps_the_queue_guarantees_expiry_and_priority(bare_client):
 
 
 def test_cancel_aborts_a_running_response_inside_the_engine(client):
-    response = create(client, background=True, stream=False, max_output_tokens=1500, ignore_eos=True, seed=1)
-    wait_until(lambda: retrieve(client, response["id"])["status"] == "in_progress", 60, "the job to start")
+    body = {**SHORT, "background": True, "stream": True, "max_output_tokens": 1500, "ignore_eos": True, "seed": 1}
+    answer = client.post("/v1/responses", json=body, buffered=False)
+    chunks = iter(answer.response)
+    created = next(chunk for chunk in chunks if b"response.created" in chunk)
+    response_id = json.loads(created.split(b"data: ", 1)[1])["response"]["id"]
+    next(chunk for chunk in chunks if b"response.output_text.delta" in chunk)  # the engine is generating
+    answer.close()  # a background response runs on without its reader
     wait_until(lambda: engine_load(client) >= 1, 10, "the worker's heartbeat to report the running request")
     cancelled_at = time.monotonic()
-    cancelled = client.post(f"/v1/responses/{response['id']}/cancel")
+    cancelled = client.post(f"/v1/responses/{response_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
-    final = wait_until(lambda: (r := retrieve(client, response["id"]))["usage"] and r, 30, "the billed usage")
+    final = wait_until(lambda: (r := retrieve(client, response_id))["usage"] and r, 30, "the billed usage")
     assert final["status"] == "cancelled" and 0 < final["usage"]["output_tokens"] < 1500
     remaining = 10 - (time.monotonic() - cancelled_at)
     wait_until(lambda: engine_load(client) == 0, remaining, "the engine to drop the cancelled request", interval=0.1)

@@ -262,3 +262,18 @@ def test_a_failed_or_cancelled_job_ends_with_response_failed():
     )
     cancelled = stream(EventWriter(job("in_progress"), None), [], job("cancelled", result=None))
     assert cancelled[-1]["type"] == "response.failed" and cancelled[-1]["response"]["status"] == "cancelled"
+
+
+def test_a_stream_that_breaks_ends_with_a_numbered_error_event():
+    from tasks.protocol.errors import ServerError
+
+    writer = EventWriter(job("in_progress"), None)
+    text = "".join(writer.opening()) + "".join(writer.error(ServerError("The stream failed.")))
+    error = parse(text)[-1]
+    assert error == {
+        "type": "error",
+        "code": "server_error",
+        "message": "The stream failed.",
+        "param": None,
+        "sequence_number": 2,
+    }
