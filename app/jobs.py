@@ -83,8 +83,8 @@ def result(job: Job) -> dict:
     raise error_of(job)
 
 
-def wait_result(job: Job, timeout: float) -> dict:
-    """Block until the job ends; return its body or raise its error.
+def wait_collected(job: Job, timeout: float) -> Job:
+    """Block until the job ends; return its ended record, read once (app.jobs.result gives its body).
 
     A caller that gives up (504) cancels the job: nobody would read its answer,
     and it would hold an engine slot and bill its key for nothing.
@@ -100,4 +100,9 @@ def wait_result(job: Job, timeout: float) -> dict:
     ended = jobs.collect(job)
     if ended is None:
         raise ServerError("The job record disappeared.")
-    return result(ended)
+    return ended
+
+
+def wait_result(job: Job, timeout: float) -> dict:
+    """Block until the job ends; return its body or raise its error."""
+    return result(wait_collected(job, timeout))

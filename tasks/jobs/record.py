@@ -47,6 +47,8 @@ class Job:
     position: int | None = None
     #: chat, completion or embedding (kept when the request is not).
     endpoint: str = ""
+    #: What the submitting route echoes back when it renders the job (tasks.jobs.submission.submit).
+    meta: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoint and self.request is not None:
@@ -85,6 +87,7 @@ class Job:
             worker=fields.get("worker"),
             listed=fields.get("listed") == "1",
             endpoint=fields.get("endpoint", ""),
+            meta=document("meta"),
         )
 
 

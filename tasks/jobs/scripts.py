@@ -60,7 +60,8 @@ end
 
 # KEYS: job, queue, deadlines, owner jobs, tombstone, stats, open, waiting.
 # ARGV: job id, owner, model, priority, request json, endpoint, expires in ('' = never),
-#       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits).
+#       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits),
+#       meta json ('' = none: what the submitting route echoes back, e.g. a Responses object's parameters).
 # Checks the owner's caps, then writes the record and indexes it in one step.
 # Returns {'ok', created_at, position} or {'open_full' | 'waiting_full', count}.
 SUBMIT = (
@@ -79,6 +80,7 @@ if ARGV[12] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'owner', ARGV[2], 'model', ARGV[3], 'status', 'queued',
   'created_at', now, 'priority', ARGV[4], 'attempts', 0, 'request', ARGV[5], 'listed', ARGV[8], 'endpoint', ARGV[6])
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'meta', ARGV[13]) end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) * """
     + str(PRIORITY_SCALE)
@@ -161,6 +163,16 @@ if redis.call('HGET', KEYS[1], 'ended') == '1' and redis.call('HGET', KEYS[1], '
   if streamed then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
 end
 return record
+"""
+
+# KEYS: job, events, owner jobs, tombstone. ARGV: job id.
+# Deletes an ended job and every trace of it its owner could reach (record, events, listing,
+# tombstone); billing already happened at its end. Returns 1, or 0 if it has not ended.
+DELETE = """
+if redis.call('HGET', KEYS[1], 'ended') ~= '1' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
 """
 
 # KEYS: waiting. ARGV: job id. A caller that stops waiting without collecting (timeout, disconnect).

@@ -46,6 +46,7 @@ class JobService(Submission, Attempts, Recovery, JobReads):
         self._end_queued = register(scripts.END_QUEUED)
         self._collect = register(scripts.COLLECT)
         self._release = register(scripts.RELEASE)
+        self._delete = register(scripts.DELETE)
         self._claim = register(attempt_scripts.CLAIM)
         self._append = register(attempt_scripts.APPEND)
         self._finish = register(attempt_scripts.FINISH)

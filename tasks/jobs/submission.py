@@ -49,6 +49,8 @@ class Submission:
         listed: bool = False,
         idempotency: Idempotency | None = None,
         wait_seconds: float | None = None,
+        endpoint: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Job:
         """Queue a job: its record, then its broker message, so no worker sees a job without a record.
 
@@ -59,14 +61,16 @@ class Submission:
         idempotency key, an earlier job with the same key and body is returned
         instead (a different body is a 409), and of two racing submissions one wins.
         (A job whose message is lost between the two steps is re-sent by the
-        reconciler's orphan sweep.)
+        reconciler's orphan sweep.) `endpoint` names the route that renders the
+        job when it is not the request's own (`responses`: a chat request shown as a
+        Response object), and `meta` is what that route echoes back (kept in the record).
         """
         if idempotency is not None:
             earlier = self.replay(owner, idempotency)
             if earlier is not None:
                 return earlier
         self.check_memory()
-        job = self._write(owner, request, priority, expires_in, listed, wait_seconds)
+        job = self._write(owner, request, priority, expires_in, listed, wait_seconds, endpoint, meta)
         if idempotency is not None and not self._remember(owner, idempotency, job.id):
             self.cancel(job)  # a concurrent submission with this key won: ours never runs
             return self.replay(owner, idempotency) or job
@@ -82,6 +86,8 @@ class Submission:
         expires_in: float | None,
         listed: bool,
         wait_seconds: float | None,
+        endpoint: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Job:
         job_id, k, policy = new_job_id(), self.keys, self.policy
         keys = [
@@ -100,19 +106,21 @@ class Submission:
             request.model,
             priority,
             _compact(request.to_json()),
-            request.endpoint,
+            endpoint or request.endpoint,
             "" if expires_in is None else expires_in,
             int(listed),
             policy.retention + TOMBSTONE_EXTRA,
             policy.max_open_per_key,
             policy.max_waiting_per_key,
             "" if wait_seconds is None else wait_seconds,
+            "" if meta is None else _compact(meta),
         ]
         reply = self._guarded(self._submit, keys, args)
         if reply[0] != b"ok":
             raise self._over_cap(reply[0].decode(), int(reply[1]), request.model)
         created = float(reply[1])
-        job = Job(job_id, owner, request.model, "queued", request, priority, 0, created, listed=listed)
+        job = Job(job_id, owner, request.model, "queued", request, priority, 0, created, listed=listed, meta=meta)
+        job.endpoint = endpoint or request.endpoint
         job.expires_at = created + expires_in if expires_in is not None else None
         job.position = int(reply[2]) if reply[2] is not None else None
         return job
@@ -225,6 +233,12 @@ class Submission:
         if not raw:
             return None
         return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)))
+
+    def delete(self: JobService, job: Job) -> bool:
+        """Forget an ended job (its owner asked): False while it has not ended (cancel it first)."""
+        k = self.keys
+        keys = [k.job(job.id), k.events(job.id), k.owner_jobs(job.owner), k.tombstone(job.id)]
+        return bool(self._delete(keys=keys, args=[job.id]))
 
     def release(self: JobService, job: Job) -> None:
         """The caller stopped waiting without collecting (it timed out, or went away)."""

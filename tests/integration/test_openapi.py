@@ -135,13 +135,13 @@ def test_docs_are_served_without_a_cdn(make_app, redis_server):
 def bounded(case) -> None:
     """Keep any generation a generated body asks for down to a few tokens of a served model."""
     body = case.body
-    if not isinstance(body, dict) or "completions" not in case.path:
+    if not isinstance(body, dict) or not case.path.endswith(("completions", "responses")):
         return
-    for name in ("max_tokens", "max_completion_tokens", "min_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "min_tokens", "max_output_tokens"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):
             body[name] = min(body[name], MAX_TOKENS)
-    if "max_tokens" not in body and "max_completion_tokens" not in body:
-        body["max_tokens"] = MAX_TOKENS
+    if all(body.get(name) is None for name in ("max_tokens", "max_completion_tokens", "max_output_tokens")):
+        body["max_output_tokens" if case.path.endswith("responses") else "max_tokens"] = MAX_TOKENS
     for name in ("n", "best_of"):
         if isinstance(body.get(name), int) and not isinstance(body.get(name), bool):
             body[name] = min(body[name], 2)
