@@ -49,6 +49,7 @@ class Submission:
         listed: bool = False,
         idempotency: Idempotency | None = None,
         wait_seconds: float | None = None,
+        job_id: str | None = None,
     ) -> Job:
         """Queue a job: its record, then its broker message, so no worker sees a job without a record.
 
@@ -58,6 +59,8 @@ class Submission:
         key's waiting cap until it collects or releases the job. With an
         idempotency key, an earlier job with the same key and body is returned
         instead (a different body is a 409), and of two racing submissions one wins.
+        With `job_id` (a batch line's, derived from its batch and index), a job
+        that already exists under that id is returned as it is: submitting twice adds nothing.
         (A job whose message is lost between the two steps is re-sent by the
         reconciler's orphan sweep.)
         """
@@ -66,7 +69,9 @@ class Submission:
             if earlier is not None:
                 return earlier
         self.check_memory()
-        job = self._write(owner, request, priority, expires_in, listed, wait_seconds)
+        job, fresh = self._write(owner, request, priority, expires_in, listed, wait_seconds, job_id)
+        if not fresh:
+            return job  # it existed already: its message was sent by whoever wrote it
         if idempotency is not None and not self._remember(owner, idempotency, job.id):
             self.cancel(job)  # a concurrent submission with this key won: ours never runs
             return self.replay(owner, idempotency) or job
@@ -82,8 +87,10 @@ class Submission:
         expires_in: float | None,
         listed: bool,
         wait_seconds: float | None,
-    ) -> Job:
-        job_id, k, policy = new_job_id(), self.keys, self.policy
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """The job, and whether this call wrote it (False: one with `job_id` existed)."""
+        job_id, k, policy = job_id or new_job_id(), self.keys, self.policy
         keys = [
             k.job(job_id),
             k.queue(request.model),
@@ -109,13 +116,15 @@ class Submission:
             "" if wait_seconds is None else wait_seconds,
         ]
         reply = self._guarded(self._submit, keys, args)
+        if reply[0] == b"exists":
+            return self.get(job_id) or Job(job_id, owner, request.model, "expired", request), False
         if reply[0] != b"ok":
             raise self._over_cap(reply[0].decode(), int(reply[1]), request.model)
         created = float(reply[1])
         job = Job(job_id, owner, request.model, "queued", request, priority, 0, created, listed=listed)
         job.expires_at = created + expires_in if expires_in is not None else None
         job.position = int(reply[2]) if reply[2] is not None else None
-        return job
+        return job, True
 
     def _over_cap(self: JobService, which: str, count: int, model: str) -> APIError:
         cap = self.policy.max_open_per_key if which == "open_full" else self.policy.max_waiting_per_key
