@@ -40,7 +40,8 @@ def _bar() -> Any:
 def watch(client: Any, batch: Any, poll: float) -> Any:
     """Poll until the batch ends; return its last state."""
     progress, started = _bar(), time.monotonic()
-    task = progress.add_task("batch", total=None, status=batch.status, failed=0, rate=0.0)
+    counts = batch.request_counts
+    task = progress.add_task("batch", total=counts.total if counts else None, status=batch.status, failed=0, rate=0.0)
     with progress:
         while batch.status not in TERMINAL:
             try:
