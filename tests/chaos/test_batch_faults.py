@@ -168,6 +168,9 @@ def test_batch_survives_an_api_sigkill(batch_stack):
     check_books(run, run.finish())
 
 
+# Unstable as its sibling in test_faults.py (README, "Tests"): after a Redis SIGKILL, Celery's consumer
+# may stay connected yet stop consuming (celery/celery#10205), and this supervisor restarts only dead workers.
+@pytest.mark.unstable
 def test_batch_survives_a_redis_sigkill_and_restart(batch_stack):
     batch_stack.ensure_workers(1)
     run = BatchRun(batch_stack, "batch: Redis SIGKILL + restart")
