@@ -25,7 +25,9 @@ from tasks.storage import LocalStorage
 blueprint = Blueprint("files", __name__, tag="Files", prefixes=PLAIN, description="Files for batches.")
 #: Room for the multipart framing and the `purpose` field around the file's own bytes.
 MULTIPART_SLACK = 64 * 1024
-FORM_MEMORY = 64 * 1024
+#: werkzeug's multipart decoder refuses a body when its buffer (a possible boundary's few bytes kept from
+#: the last read, after a line break) plus the next 64 KiB read pass this bound: it must exceed one read.
+FORM_MEMORY = 1024 * 1024
 
 
 def service() -> FileService:

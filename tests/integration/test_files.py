@@ -23,7 +23,7 @@ def other_key(redis_server):
 
 
 def test_upload_read_list_download_delete(bare_client):
-    body = b'{"custom_id": "a"}\n' * 1000
+    body = b'{"custom_id": "a"}\n' * 300_000  # 5.7 MB of short lines: more than the app-wide 4 MiB body limit
     created = upload(bare_client, body, name="dir/reqs.jsonl")
     assert created.status_code == 200, created.get_data(as_text=True)
     file = created.get_json()
