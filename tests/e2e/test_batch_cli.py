@@ -35,33 +35,40 @@ def read_all(fd: int, process: subprocess.Popen, timeout: float) -> bytes:
     return bytes(captured)
 
 
-def test_batch_run_draws_its_progress_in_a_terminal(api_server, api_key, tmp_path):
-    requests, output = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
-    requests.write_text(
+def write_requests(path, lines: int, tokens: int, **body) -> None:
+    prompts = [{"role": "user", "content": f"Hi {i}"} for i in range(lines)]
+    path.write_text(
         "".join(
             json.dumps(
                 {
                     "custom_id": f"cli-{i}",
                     "method": "POST",
                     "url": "/v1/chat/completions",
-                    "body": {
-                        "model": CHAT_MODEL,
-                        "messages": [{"role": "user", "content": f"Hi {i}"}],
-                        "max_tokens": 24,
-                    },
+                    "body": {"model": CHAT_MODEL, "messages": [prompts[i]], "max_tokens": tokens, **body},
                 }
             )
             + "\n"
-            for i in range(LINES)
+            for i in range(lines)
         )
     )
+
+
+def start_in_terminal(api_server, api_key, *arguments: str) -> tuple[subprocess.Popen, int]:
+    """`inferq batch ...` on a fresh pty of 110 columns; the terminal's other end."""
     main, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
     env = {**os.environ, "OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": api_server.url + "/v1", "TERM": "xterm"}
     env.pop("COLUMNS", None)
-    command = [sys.executable, "-m", "app.cli", "batch", "run", str(requests), "-o", str(output), "--poll", "0.3"]
+    command = [sys.executable, "-m", "app.cli", "batch", *arguments]
     process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=REPO)
     os.close(terminal)
+    return process, main
+
+
+def test_batch_run_draws_its_progress_in_a_terminal(api_server, api_key, tmp_path):
+    requests, output = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
+    write_requests(requests, LINES, 24)
+    process, main = start_in_terminal(api_server, api_key, "run", str(requests), "-o", str(output), "--poll", "0.3")
     try:
         screen = read_all(main, process, 300)
     finally:
