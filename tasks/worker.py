@@ -21,10 +21,12 @@ from celery import Celery, signals
 
 from tasks import runner
 from tasks.background import BackgroundLoop
+from tasks.batches.runner import BatchRunner
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
 from tasks.consumer_watch import ConsumerWatch
 from tasks.dispatch import dispatch, message_ids, waiting_messages
+from tasks.files import FileService
 from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
 from tasks.heartbeat import Heartbeat
 from tasks.jobs import JobService, Policy
@@ -32,6 +34,7 @@ from tasks.models import ModelSpec
 from tasks.reconciler import LeaseKeeper, Reconciler
 from tasks.redis_client import redis_client
 from tasks.settings import Settings
+from tasks.storage import LocalStorage
 from workers import runtime
 
 log = logging.getLogger("inferq.worker")
@@ -118,6 +121,9 @@ class Chores:
         )
         self._loop("inferq-leases", self.keeper.renew, config.lease_renew_seconds, wait_first=True)
         self._loop("inferq-reconciler", reconciler.run_once, config.reconcile_seconds, wait_first=True)
+        files = FileService(self.store.redis, LocalStorage(config.files_dir))
+        batches = BatchRunner(self.store, files, config.batch_window)
+        self._loop("inferq-batches", batches.run_once, config.batch_seconds, wait_first=True)
         self._loop("inferq-cancel", listener.poll, 0.0, retry_after=1.0, on_stop=listener.close)
         self._loop("inferq-engine-watchdog", runtime.restart_if_dead, WATCHDOG_SECONDS, wait_first=True)
         self._loop("inferq-consumer-watch", self.consumer.check, CONSUMER_WATCH_SECONDS, wait_first=True)

@@ -59,8 +59,8 @@ def redis_server(session_dir):
 
 
 @pytest.fixture(scope="session")
-def service_env(redis_server, models_file):
-    return ServiceEnv(redis_server.url, models_file)
+def service_env(redis_server, models_file, session_dir):
+    return ServiceEnv(redis_server.url, models_file, INFERQ_FILES_DIR=str(session_dir / "files"))
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +79,15 @@ def embedding_worker(service_env):
 
 
 @pytest.fixture(scope="session")
-def base_config(redis_server, models_file):
+def base_config(redis_server, models_file, session_dir):
     from tasks.settings import Settings
 
-    return Settings.load(redis_url=redis_server.url, models_file=str(models_file), worker_wait_seconds=1.0)
+    return Settings.load(
+        redis_url=redis_server.url,
+        models_file=str(models_file),
+        worker_wait_seconds=1.0,
+        files_dir=str(session_dir / "files"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import chat, completions, embeddings, health, models, queue, responses, usage, utils
+    from app.api import batches, chat, completions, embeddings, files, health, models, queue, responses, usage, utils
 
-    for module in (chat, completions, embeddings, health, models, queue, responses, usage, utils):
+    for module in (chat, completions, embeddings, health, models, queue, responses, usage, utils, files, batches):
         api.register_resource(module.blueprint)

@@ -5,6 +5,7 @@
     inferq flower                                 # Flower on loopback, with basic auth
     inferq prepare-models [ids]                   # build the embedded models (offline, cached)
     inferq keys create|list|revoke|ensure-local   # API keys
+    inferq batch run|status|cancel|list          # OpenAI-style batches, with a progress bar
 
 Installed as the `inferq` console script; `python -m app.cli ...` is the same
 thing without installing. Every command reads its configuration from
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import keys, serve
+from app.cli import batch, keys, serve
 
 
 @click.group("inferq", context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +24,7 @@ def cli() -> None:
     """Run and manage an inferq deployment."""
 
 
-for command in (serve.worker, serve.api, serve.flower, serve.prepare_models, keys.keys):
+for command in (serve.worker, serve.api, serve.flower, serve.prepare_models, keys.keys, batch.batch):
     cli.add_command(command)
 
 

@@ -63,10 +63,12 @@ end
 #       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits),
 #       meta json ('' = none: what the submitting route echoes back, e.g. a Responses object's parameters).
 # Checks the owner's caps, then writes the record and indexes it in one step.
-# Returns {'ok', created_at, position} or {'open_full' | 'waiting_full', count}.
+# Returns {'ok', created_at, position}, {'open_full' | 'waiting_full', count}, or {'exists'}
+# when a job with this id was already written (a batch line submitted again).
 SUBMIT = (
     NOW
     + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local now, ttl = server_now(), tonumber(ARGV[9])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
 local open = redis.call('ZCARD', KEYS[7])

@@ -51,6 +51,7 @@ class Submission:
         wait_seconds: float | None = None,
         endpoint: str | None = None,
         meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job:
         """Queue a job: its record, then its broker message, so no worker sees a job without a record.
 
@@ -60,6 +61,8 @@ class Submission:
         key's waiting cap until it collects or releases the job. With an
         idempotency key, an earlier job with the same key and body is returned
         instead (a different body is a 409), and of two racing submissions one wins.
+        With `job_id` (a batch line's, derived from its batch and index), a job
+        that already exists under that id is returned as it is: submitting twice adds nothing.
         (A job whose message is lost between the two steps is re-sent by the
         reconciler's orphan sweep.) `endpoint` names the route that renders the
         job when it is not the request's own (`responses`: a chat request shown as a
@@ -70,7 +73,9 @@ class Submission:
             if earlier is not None:
                 return earlier
         self.check_memory()
-        job = self._write(owner, request, priority, expires_in, listed, wait_seconds, endpoint, meta)
+        job, fresh = self._write(owner, request, priority, expires_in, listed, wait_seconds, endpoint, meta, job_id)
+        if not fresh:
+            return job  # it existed already: its message was sent by whoever wrote it
         if idempotency is not None and not self._remember(owner, idempotency, job.id):
             self.cancel(job)  # a concurrent submission with this key won: ours never runs
             return self.replay(owner, idempotency) or job
@@ -88,8 +93,10 @@ class Submission:
         wait_seconds: float | None,
         endpoint: str | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> Job:
-        job_id, k, policy = new_job_id(), self.keys, self.policy
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """The job, and whether this call wrote it (False: one with `job_id` existed)."""
+        job_id, k, policy = job_id or new_job_id(), self.keys, self.policy
         keys = [
             k.job(job_id),
             k.queue(request.model),
@@ -116,6 +123,8 @@ class Submission:
             "" if meta is None else _compact(meta),
         ]
         reply = self._guarded(self._submit, keys, args)
+        if reply[0] == b"exists":
+            return self.get(job_id) or Job(job_id, owner, request.model, "expired", request), False
         if reply[0] != b"ok":
             raise self._over_cap(reply[0].decode(), int(reply[1]), request.model)
         created = float(reply[1])
@@ -123,7 +132,7 @@ class Submission:
         job.endpoint = endpoint or request.endpoint
         job.expires_at = created + expires_in if expires_in is not None else None
         job.position = int(reply[2]) if reply[2] is not None else None
-        return job
+        return job, True
 
     def _over_cap(self: JobService, which: str, count: int, model: str) -> APIError:
         cap = self.policy.max_open_per_key if which == "open_full" else self.policy.max_waiting_per_key
