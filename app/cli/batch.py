@@ -15,7 +15,6 @@ finished is downloaded.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,13 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 def _client(base_url: str | None, api_key: str | None) -> Any:
     from openai import OpenAI
 
-    key = api_key or os.environ.get("OPENAI_API_KEY")
+    key = api_key
     if not key:
         path = Settings.load().local_key_file
         if not path.is_file():
             raise click.ClickException("No API key: pass --api-key or set OPENAI_API_KEY.")
         key = path.read_text().strip()
-    return OpenAI(base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, api_key=key)
+    return OpenAI(base_url=base_url or DEFAULT_BASE_URL, api_key=key)
 
 
 def _endpoint(path: Path) -> str:
@@ -59,8 +58,18 @@ def _describe(batch: Any) -> str:
 
 
 connection = [
-    click.option("--base-url", default=None, help="The API's base URL (default: $OPENAI_BASE_URL or local)."),
-    click.option("--api-key", default=None, help="The API key (default: $OPENAI_API_KEY or var/local-api-key)."),
+    click.option(
+        "--base-url",
+        envvar="OPENAI_BASE_URL",
+        default=None,
+        help="The API's base URL (default: $OPENAI_BASE_URL or local).",
+    ),
+    click.option(
+        "--api-key",
+        envvar="OPENAI_API_KEY",
+        default=None,
+        help="The API key (default: $OPENAI_API_KEY or var/local-api-key).",
+    ),
 ]
 
 
