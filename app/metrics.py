@@ -6,8 +6,9 @@ Two sources, merged in one scrape:
   under gunicorn they are kept in multiprocess mode (gunicorn.conf.py sets
   PROMETHEUS_MULTIPROC_DIR) and any process's scrape sums all of them.
 - service-wide state read from Redis at scrape time: queue depth and jobs in
-  progress per model, jobs by final status, tokens, and each worker's engine
-  load from its heartbeat. Every API instance reports the same numbers.
+  progress per model, each model's backlog (`inferq_backlog`, tasks.backlog:
+  what an autoscaler scales on), jobs by final status, tokens, and each
+  worker's engine load from its heartbeat. Every API instance reports the same numbers.
 
 Who may scrape: these numbers describe every tenant's traffic, so an API key
 is not enough. A client on loopback (not forwarded by a proxy) may scrape
@@ -30,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from app.errors import APIError
 from tasks import stats
+from tasks.backlog import backlogs
 from tasks.heartbeat import live_workers, worker_loads, workers_key
 
 #: This process's HTTP metrics (in multiprocess mode they are also written to files).
@@ -83,9 +85,22 @@ class RedisCollector:
             jobs.add_metric([model, "queued"], count)
             jobs.add_metric([model, "in_progress"], running.get(model, 0))
             live.add_metric([model], live_workers(self.redis, model, self.config.worker_heartbeat_ttl))
-        yield from (depth, jobs, live)
+        yield from (depth, jobs, live, self._backlog(models))
         yield from self._counters(models)
         yield from self._engines(models)
+
+    def _backlog(self, models: list[str]) -> Metric:
+        """What an autoscaler scales on (tasks.backlog); `sum by (model)` is the whole backlog."""
+        family = GaugeMetricFamily(
+            "inferq_backlog",
+            "Work per model: waiting (in the broker, every priority), reserved (received by a worker, "
+            "not started) and running.",
+            labels=["model", "state"],
+        )
+        for backlog in backlogs(self.jobs, models):
+            for state in ("waiting", "reserved", "running"):
+                family.add_metric([backlog.model, state], getattr(backlog, state))
+        return family
 
     def _counters(self, models: list[str]) -> Iterator[Metric]:
         values = stats.read(self.redis)
@@ -173,13 +188,18 @@ def _allowed() -> bool:
     return _loopback()
 
 
-def metrics() -> Response:
+def require_operator() -> None:
+    """403 unless the caller may read service-wide numbers (loopback, or the metrics token)."""
     if not _allowed():
         raise APIError(
             "Metrics are served to loopback clients, or with `Authorization: Bearer <METRICS_TOKEN>`.",
             status=403,
             code="forbidden",
         )
+
+
+def metrics() -> Response:
+    require_operator()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Local())
     registry.register(current_app.extensions["inferq.metrics"])

@@ -1,5 +1,8 @@
 """`GET /health` (the process answers) and `GET /health/ready`: can this API instance do its job right now?
 
+`GET /metrics/backlog` (and `/metrics/backlog/<model>`) give each model's backlog
+as JSON for an autoscaler; like `/metrics` they are for operators only.
+
 Ready means Redis answers: without it nothing works (no job can be written),
 so that is the only 503 - a load balancer should take this instance out of
 rotation. A model without a live worker does not make the instance
@@ -15,7 +18,10 @@ from flask import current_app, jsonify
 
 from app.api.routing import Blueprint
 from app.context import settings
-from app.schemas.health import HealthSchema, ReadinessSchema
+from app.errors import ModelNotFound
+from app.metrics import require_operator
+from app.schemas.health import BacklogSchema, BacklogsSchema, HealthSchema, ReadinessSchema
+from tasks.backlog import backlogs
 from tasks.heartbeat import live_workers
 
 blueprint = Blueprint("health", __name__, tag="Operations", prefixes={"": ""}, description="Health checks and metrics.")
@@ -52,3 +58,27 @@ def ready():
         return jsonify(body), 503
     status = "ready" if all(m["ready"] for m in models.values()) else "degraded"
     return jsonify({"status": status, "redis": True, "models": models})
+
+
+@blueprint.get("/metrics/backlog")
+@blueprint.response(200, BacklogsSchema)
+@blueprint.errors(403)
+@blueprint.public
+def backlog_all():
+    """Every model's backlog, for an autoscaler (loopback, or `Authorization: Bearer <METRICS_TOKEN>`)."""
+    require_operator()
+    config = settings()
+    found = backlogs(current_app.extensions["inferq.jobs"], list(config.models))
+    return {"models": {b.model: b.to_json() for b in found}}
+
+
+@blueprint.get("/metrics/backlog/<model>")
+@blueprint.response(200, BacklogSchema)
+@blueprint.errors(403, 404)
+@blueprint.public
+def backlog_one(model: str):
+    """One model's backlog; KEDA's metrics-api trigger reads `total` (`valueLocation: total`)."""
+    require_operator()
+    if model not in settings().models:
+        raise ModelNotFound(model)
+    return backlogs(current_app.extensions["inferq.jobs"], [model])[0].to_json()

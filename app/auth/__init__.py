@@ -21,9 +21,9 @@ from app.auth.keys import KeyStore, allows_model
 from app.errors import APIError
 from tasks.redis_client import redis_client
 
-# /metrics checks its own access (loopback or METRICS_TOKEN, see app.metrics).
+# /metrics and /metrics/backlog check their own access (loopback or METRICS_TOKEN, see app.metrics).
 PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/metrics"})
-PUBLIC_PREFIXES = ("/docs",)
+PUBLIC_PREFIXES = ("/docs", "/metrics/")
 
 
 def is_public(path: str) -> bool:

@@ -1,4 +1,4 @@
-"""`GET /health` and `GET /health/ready` replies."""
+"""`GET /health`, `GET /health/ready` and `GET /metrics/backlog` replies."""
 
 from __future__ import annotations
 
@@ -21,3 +21,17 @@ class ReadinessSchema(Schema):
     status = fields.String(validate=validate.OneOf(("ready", "degraded", "unavailable")))
     redis = fields.Boolean()
     models = fields.Dict(keys=fields.String(), values=fields.Nested(ModelReadinessSchema))
+
+
+class BacklogSchema(Schema):
+    """One model's backlog (tasks.backlog): scale its workers on `total` over their slots."""
+
+    model = fields.String()
+    waiting = fields.Integer(metadata={"description": "messages in the broker, over every priority list"})
+    reserved = fields.Integer(metadata={"description": "received by a worker, not started yet"})
+    running = fields.Integer(metadata={"description": "in progress on a worker"})
+    total = fields.Integer()
+
+
+class BacklogsSchema(Schema):
+    models = fields.Dict(keys=fields.String(), values=fields.Nested(BacklogSchema))

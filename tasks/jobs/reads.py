@@ -66,19 +66,24 @@ class JobReads:
             pipe.zcard(self.keys.queue(model))
         return pipe.execute()
 
-    def running_per_model(self) -> dict[str, int]:
-        """Jobs held by a worker and in progress, per model (what the leases index knows)."""
+    def held_per_model(self) -> dict[str, dict[str, int]]:
+        """Jobs a worker holds (a lease), per model and status: `queued` = received, not started yet."""
         held = self.redis.zrange(self.keys.leases, 0, -1)
         if not held:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for job_id in held:
             pipe.hmget(self.keys.job(job_id.decode()), "model", "status")
-        counts: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {}
         for model, status in pipe.execute():
-            if model is not None and status == b"in_progress":
-                counts[model.decode()] = counts.get(model.decode(), 0) + 1
+            if model is not None and status is not None:
+                by_status = counts.setdefault(model.decode(), {})
+                by_status[status.decode()] = by_status.get(status.decode(), 0) + 1
         return counts
+
+    def running_per_model(self) -> dict[str, int]:
+        """Jobs held by a worker and in progress, per model (what the leases index knows)."""
+        return {model: by_status.get("in_progress", 0) for model, by_status in self.held_per_model().items()}
 
     def throughput(self, model: str) -> float | None:
         """Jobs per second this model finished recently; None before any finished."""
