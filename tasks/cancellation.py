@@ -49,6 +49,13 @@ class CancelListener:
         with self._lock:
             self.running.pop(job_id, None)
 
+    def abort_running(self, job_id: str) -> None:
+        """Abort this job's engine requests if it runs here (a draining worker giving it back)."""
+        with self._lock:
+            requests, _attempt = self.running.get(job_id, (0, None))
+        if requests:
+            self.abort(job_id, requests)
+
     def poll(self) -> None:
         try:
             message = self._subscription().get_message(timeout=POLL_SECONDS)

@@ -16,11 +16,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
 from tasks.jobs import Claim, JobService, Superseded
+
+if TYPE_CHECKING:
+    from tasks.drain import Drain
 from tasks.protocol.errors import APIError, ServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class WorkerContext:
     worker: str = ""
     #: The model's time limit for one job's generation (ModelSpec.time_limit_seconds).
     time_limit: float = field(default=600.0)
+    #: Set once the worker runs: how it stops taking jobs and gives back the rest (tasks.drain).
+    drain: Drain | None = None
 
 
 _context: WorkerContext | None = None
@@ -119,9 +124,8 @@ def run_job(job_id: str, work: Work) -> None:
     context = _context
     if context is None:
         raise RuntimeError("no worker context: start workers with `inferq worker --model ...`")
-    claim = context.service.claim(job_id, context.model, context.worker)
+    claim = _start(context, job_id)
     if claim is None:
-        log.info("job %s is not queued (running elsewhere, or ended); skipping", job_id)
         context.leases.release(job_id)
         return
     context.listener.track(job_id, len(claim.request.prompts), claim.attempt)
@@ -132,6 +136,26 @@ def run_job(job_id: str, work: Work) -> None:
     finally:
         context.listener.untrack(job_id)
         context.leases.release(job_id)
+        if context.drain is not None:
+            context.drain.done(job_id)
+
+
+def _start(context: WorkerContext, job_id: str) -> Claim | None:
+    """Claim the job, unless this worker is draining (tasks.drain): then it goes back to the queue."""
+    drain, service = context.drain, context.service
+    if drain is not None and drain.draining:
+        log.info("job %s: this worker is stopping; giving it back unstarted", job_id)
+        service.unhold(job_id)
+        return None
+    claim = service.claim(job_id, context.model, context.worker)
+    if claim is None:
+        log.info("job %s is not queued (running elsewhere, or ended); skipping", job_id)
+        return None
+    if drain is not None and not drain.admit(claim):
+        log.info("job %s: started after this worker's drain bound; handing it back", job_id)
+        service.hand_back(claim)
+        return None
+    return claim
 
 
 def _run_claimed(context: WorkerContext, claim: Claim, work: Work) -> None:

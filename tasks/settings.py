@@ -62,6 +62,9 @@ class Settings:
     lease_timeout_seconds: float = _setting(30.0, "a lease not renewed this long means its worker died: re-queue")
     reconcile_seconds: float = _setting(5.0, "how often the reconciler looks for stale leases and overdue jobs")
     max_attempts: int = _setting(3, "a job whose worker dies this many times fails as `job_failed_repeatedly`")
+    drain_seconds: float = _setting(
+        30.0, "a worker asked to stop (SIGTERM) finishes its jobs this long, then hands the rest back to the queue"
+    )
     orphan_sweep_seconds: float = _setting(
         30.0, "queued this long with no broker message (lost send, lost AOF tail): the message is sent again"
     )

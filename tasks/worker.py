@@ -26,6 +26,7 @@ from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
 from tasks.consumer_watch import ConsumerWatch
 from tasks.dispatch import dispatch, message_ids, waiting_messages
+from tasks.drain import Drain
 from tasks.files import FileService
 from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
 from tasks.heartbeat import Heartbeat
@@ -59,7 +60,9 @@ class Chores:
     stops them in reverse: the heartbeat first, so the API stops counting on
     this worker at once; the watchdog next, so an engine core that dies with
     the worker (a SIGTERM to the process group) is not rebuilt on the way
-    out; the engine last.
+    out; the engine last. Before that, SIGTERM drains (tasks.drain): the
+    worker leaves the live set, gives back what it has not started, finishes
+    what runs within INFERQ_DRAIN_SECONDS and hands back the rest.
     """
 
     def __init__(self, config: Settings, spec: ModelSpec, name: str, celery: Celery) -> None:
@@ -74,11 +77,13 @@ class Chores:
             on_stall=lambda: os.kill(os.getpid(), signal.SIGTERM),  # Celery's warm shutdown
         )
         self.loops: list[BackgroundLoop] = []
+        self.drain: Drain | None = None
 
     def connect(self) -> None:
         signals.worker_init.connect(self.start_engine, weak=False)
         signals.task_received.connect(self.hold, weak=False)
         signals.worker_ready.connect(self.start_background, weak=False)
+        signals.worker_shutting_down.connect(self.begin_drain, weak=False)
         signals.worker_shutdown.connect(self.stop, weak=False)
 
     def start_engine(self, **_: object) -> None:
@@ -114,9 +119,16 @@ class Chores:
             self.name,
             lambda: {"requests": engine.load(), "healthy": engine.healthy, "restarts": engine.restarts},
         )
+        self.drain = Drain(
+            self.store,
+            config.drain_seconds,
+            held=lambda: list(self.keeper.held),
+            abort=listener.abort_running,
+            on_begin=self.stop_taking_jobs,
+        )
         runner.set_context(
             runner.WorkerContext(
-                self.store, self.spec.id, listener, self.keeper, self.name, self.spec.time_limit_seconds
+                self.store, self.spec.id, listener, self.keeper, self.name, self.spec.time_limit_seconds, self.drain
             )
         )
         self._loop("inferq-leases", self.keeper.renew, config.lease_renew_seconds, wait_first=True)
@@ -129,7 +141,20 @@ class Chores:
         self._loop("inferq-consumer-watch", self.consumer.check, CONSUMER_WATCH_SECONDS, wait_first=True)
         self._loop("inferq-heartbeat", beat.beat, HEARTBEAT_SECONDS, on_stop=beat.leave)
 
+    def begin_drain(self, how: str = "Warm", **_: object) -> None:
+        """SIGTERM (Celery's warm shutdown): finish within INFERQ_DRAIN_SECONDS, give back the rest (tasks.drain)."""
+        if self.drain is not None and how == "Warm":
+            self.drain.begin()
+
+    def stop_taking_jobs(self) -> None:
+        """Leave the live set first, so the API stops counting on this worker; the consumer watch goes too."""
+        for loop in self.loops:
+            if loop.name in ("inferq-heartbeat", "inferq-consumer-watch"):
+                loop.stop()
+
     def stop(self, **_: object) -> None:
+        if self.drain is not None:
+            self.drain.join(timeout=self.config.drain_seconds + 10)
         for loop in reversed(self.loops):
             loop.stop()
         runtime.stop()

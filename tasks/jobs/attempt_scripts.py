@@ -137,7 +137,8 @@ if status == 'cancelled' then
   close('cancelled', ARGV[6], ARGV[7], KEYS[6], KEYS[7], ARGV[1])
   return 2
 end
-if status == 'in_progress' and tonumber(redis.call('HGET', KEYS[1], 'attempts')) >= tonumber(ARGV[4]) then
+local handbacks = tonumber(redis.call('HGET', KEYS[1], 'handbacks') or '0')
+if status == 'in_progress' and tonumber(redis.call('HGET', KEYS[1], 'attempts')) - handbacks >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[5], 'error_status', '500',
     'completed_at', server_now())
   close('failed', ARGV[6], ARGV[7], KEYS[6], KEYS[7], ARGV[1])
@@ -150,3 +151,34 @@ redis.call('ZADD', KEYS[3], priority * {PRIORITY_SCALE} + math.floor(server_now(
 return 1
 """
 )
+
+# KEYS: job, queue zset, leases. ARGV: job id, attempt.
+# A stopping worker gives back a job it is running (graceful drain): queued again at the
+# tail of its priority, its lease dropped, at once instead of after the lease timeout. Fenced
+# by the attempt: the stopping attempt's later writes are refused. Counted in `handbacks`,
+# so a job drained off stopping workers is not taken for one that kills them.
+# Returns 1 handed back (the caller re-sends its message), 0 left alone (ended, cancelled:
+# its running attempt writes the end, or already superseded).
+HAND_BACK = (
+    NOW
+    + f"""
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
+if redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HINCRBY', KEYS[1], 'handbacks', 1)
+redis.call('ZREM', KEYS[3], ARGV[1])
+local priority = tonumber(redis.call('HGET', KEYS[1], 'priority'))
+redis.call('ZADD', KEYS[2], priority * {PRIORITY_SCALE} + math.floor(server_now() * 1000), ARGV[1])
+return 1
+"""
+)
+
+# KEYS: job, leases. ARGV: job id.
+# A stopping worker lets go of a job it received and never started: its lease goes, so the
+# job counts as waiting again at once (the caller re-sends its message). Left alone (0) once
+# anyone started it, or when it holds no lease (already let go).
+UNHOLD = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""

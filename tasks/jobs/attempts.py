@@ -107,6 +107,32 @@ class Attempts:
         ]
         return bool(self._finish(keys=keys, args=args))
 
+    def hand_back(self: JobService, claim: Claim) -> bool:
+        """A stopping worker gives back a job it runs: queued again and its message re-sent, at once.
+
+        This attempt's later writes are refused (`Superseded`, or a refused
+        finish). False when there was nothing to give back (it ended, was
+        cancelled, or another attempt owns it).
+        """
+        k = self.keys
+        keys = [k.job(claim.job_id), k.queue(claim.request.model), k.leases]
+        if not self._hand_back(keys=keys, args=[claim.job_id, claim.attempt]):
+            return False
+        self.resend_queued(claim.job_id)
+        return True
+
+    def unhold(self: JobService, job_id: str) -> bool:
+        """A stopping worker lets go of a job it received and never started: its lease goes, its message is re-sent."""
+        if not self._unhold(keys=[self.keys.job(job_id), self.keys.leases], args=[job_id]):
+            return False
+        self.resend_queued(job_id)
+        return True
+
+    def resend_queued(self: JobService, job_id: str) -> None:
+        job = self.get(job_id)
+        if job is not None and job.status == "queued" and self.send is not None:
+            self.send(job)
+
     def hold_leases(self: JobService, job_ids: list[str]) -> None:
         """A worker received these jobs' messages: it answers for them from now on."""
         if job_ids:

@@ -53,3 +53,5 @@ class JobService(Submission, Attempts, Recovery, JobReads):
         self._renew = register(attempt_scripts.RENEW)
         self._stale = register(attempt_scripts.STALE)
         self._requeue = register(attempt_scripts.REQUEUE)
+        self._hand_back = register(attempt_scripts.HAND_BACK)
+        self._unhold = register(attempt_scripts.UNHOLD)
