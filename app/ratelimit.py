@@ -33,7 +33,7 @@ from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 from app.auth import current_key, is_public
 from app.errors import APIError
 from tasks.billing import tokens_last_minute
-from tasks.redis_client import MAX_CONNECTIONS
+from tasks.redis_client import limiter_storage
 
 STRATEGY = "sliding-window-counter"
 RESET_AFTER_HEADER = "X-RateLimit-Reset-After"
@@ -79,12 +79,14 @@ def _check_tokens() -> None:
 def init_app(app: Flask) -> Limiter:
     """Register after app.auth, whose hook sets the key these limits count against."""
     settings = app.extensions["inferq.settings"]
+    storage_uri, storage_options = limiter_storage(settings.redis_url)
     limiter = Limiter(
         key_func=_key_id,
         application_limits=[_requests_per_minute],
-        storage_uri=settings.redis_url,
-        # As many connections as the API itself may hold (see tasks.redis_client).
-        storage_options={"max_connections": MAX_CONNECTIONS},
+        # The same Redis as everything else, Sentinel included; as many connections as
+        # the API itself may hold (see tasks.redis_client).
+        storage_uri=storage_uri,
+        storage_options=storage_options,
         strategy=STRATEGY,
         headers_enabled=True,
         # Flask-Limiter would stamp Retry-After (the window reset) on every

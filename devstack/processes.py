@@ -99,11 +99,21 @@ class RedisServer:
     """config/redis.conf on a free loopback port; with `tls`, TLS only (no plain port); with `password`, AUTH."""
 
     def __init__(
-        self, directory: Path, port: int | None = None, *, password: str | None = None, tls: TlsFiles | None = None
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+        extra_args: list[str] | None = None,
+        config: Path | None = None,
     ) -> None:
         self.dir = directory
+        #: Redis rewrites its file on CONFIG REWRITE (a Sentinel failover does): give such nodes a copy.
+        self.config = config or REPO / "config" / "redis.conf"
         self.port = port or free_port()
         self.password, self.tls = password, tls
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -121,7 +131,8 @@ class RedisServer:
             listen += ["--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca)]
             listen += ["--tls-auth-clients", "no"]  # clients prove themselves with the password
         auth = ["--requirepass", self.password] if self.password else []
-        return [str(REPO / "config" / "redis.conf"), *listen, "--dir", str(self.dir), "--bind", "127.0.0.1", *auth]
+        config = [str(self.config), *listen, "--dir", str(self.dir), "--bind", "127.0.0.1"]
+        return [*config, *auth, *self.extra_args]
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -188,8 +199,9 @@ class WorkerProcess:
 
     def wait_live(self, timeout: float = 420) -> None:
         from tasks.heartbeat import workers_key
+        from tasks.redis_client import redis_client
 
-        client = redis.Redis.from_url(self.env.vars["INFERQ_REDIS_URL"])
+        client = redis_client(self.env.vars["INFERQ_REDIS_URL"])  # `sentinel://` too
         name_prefix = f"{self.model}@"
         pid = str(self.process.pid)
 

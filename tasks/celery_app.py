@@ -6,7 +6,8 @@ worker, one reserved message per free slot, a visibility timeout above the
 longest generation, and JSON only (pickle would hand code execution to
 whoever reaches Redis).
 
-A `rediss://` URL gets `broker_use_ssl` from the same URL (tasks.redis_client):
+A `rediss://` URL gets `broker_use_ssl` from the same URL, a `sentinel://` URL
+kombu's Sentinel broker URL and `master_name` (tasks.redis_client):
 kombu alone would skip the certificate check, and Flower reads TLS from there
 only. The settings object is not put in the Celery config: `celery inspect
 conf` and Flower's worker page print that config, and the settings hold the
@@ -18,7 +19,7 @@ from __future__ import annotations
 from celery import Celery
 
 from tasks.jobs import DEFAULT_PRIORITY
-from tasks.redis_client import tls_options, without_tls_parameters
+from tasks.redis_client import celery_broker, tls_options
 from tasks.settings import Settings
 
 #: Kombu's Redis transport emulates priorities with one list per step, named `<queue><sep><step>`.
@@ -27,15 +28,16 @@ QUEUE_SEPARATOR = ":"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
-    """The Celery app of the API, the workers and Flower, on `settings.redis_url` (`redis://` or `rediss://`)."""
+    """The Celery app of the API, the workers and Flower, on `settings.redis_url` (`redis://`, `rediss://`, `sentinel://`)."""
     settings = settings or Settings.load()
-    broker = without_tls_parameters(settings.redis_url)
+    broker, sentinel_options = celery_broker(settings.redis_url)
     app = Celery("inferq", broker=broker, include=["tasks.inference", "tasks.embeddings"])
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
         "sep": QUEUE_SEPARATOR,
         "queue_order_strategy": "priority",
+        **sentinel_options,
     }
     app.conf.update(
         task_serializer="json",

@@ -38,7 +38,7 @@ def _setting(default: Any, why: str, *, shown: str | None = None, factory: Any =
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", "the broker, job store and rate limiter (`redis://` or `rediss://`)"
+        "redis://127.0.0.1:6379/0", "the broker, job store and rate limiter (`redis://`, `rediss://` or `sentinel://`)"
     )
     models_file: str = _setting(
         str(REPO_ROOT / "config" / "models.yaml"), "the models this deployment serves", shown="config/models.yaml"
@@ -70,6 +70,9 @@ class Settings:
     )
     sync_retention_seconds: int = _setting(
         3600, "a delivered synchronous job keeps status and usage (no prompt, no result) this long"
+    )
+    redis_wait_replicas: int = _setting(
+        0, "replicas (Sentinel) that hold an accepted job and a job's end before they are answered (WAIT, 100 ms)"
     )
     redis_memory_high_water: float = _setting(
         0.9, "above this share of Redis `maxmemory` new jobs get 503 + Retry-After; running ones still finish"

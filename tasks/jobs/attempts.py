@@ -105,7 +105,7 @@ class Attempts:
             TPM_TTL_SECONDS,
             THROUGHPUT_WINDOW_SECONDS,
         ]
-        return bool(self._finish(keys=keys, args=args))
+        return bool(self.replicated(self._finish, keys, args))
 
     def hand_back(self: JobService, claim: Claim) -> bool:
         """A stopping worker gives back a job it runs: queued again and its message re-sent, at once.

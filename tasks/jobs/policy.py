@@ -22,6 +22,8 @@ class Policy:
     max_waiting_per_key: int = 64
     #: Share of Redis's maxmemory above which new jobs are refused (0 or above 1: never).
     memory_high_water: float = 0.9
+    #: Replicas that must hold an accepted job and a job's end before either is answered (Redis WAIT).
+    replicas: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -32,4 +34,5 @@ class Policy:
             max_open_per_key=settings.max_open_jobs_per_key,
             max_waiting_per_key=settings.max_waiting_per_key,
             memory_high_water=settings.redis_memory_high_water,
+            replicas=settings.redis_wait_replicas,
         )

@@ -12,9 +12,12 @@ tasks.jobs.attempt_scripts), judged by Redis's clock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from tasks.jobs import attempt_scripts, scripts
 from tasks.jobs.attempts import Attempts
@@ -24,6 +27,11 @@ from tasks.jobs.record import Job
 from tasks.jobs.recovery import Recovery
 from tasks.jobs.submission import Submission
 from tasks.keyspace import KEYS, Keyspace
+
+log = logging.getLogger(__name__)
+
+#: How long a replicated write waits for its replicas before it is answered anyway.
+REPLICA_WAIT_MS = 100
 
 
 class JobService(Submission, Attempts, Recovery, JobReads):
@@ -55,3 +63,25 @@ class JobService(Submission, Attempts, Recovery, JobReads):
         self._requeue = register(attempt_scripts.REQUEUE)
         self._hand_back = register(attempt_scripts.HAND_BACK)
         self._unhold = register(attempt_scripts.UNHOLD)
+        self._unreplicated = 0
+
+    def replicated(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a step; with `policy.replicas`, answer only once that many replicas hold it (or after REPLICA_WAIT_MS).
+
+        Redis replicates asynchronously: a failover loses what the master
+        acknowledged and had not yet sent. WAIT on the step's own connection
+        closes that window for the two writes a client is told about, an
+        accepted job and its end. A replica that does not answer in time is
+        logged, not refused: losing the replica must not stop the service.
+        """
+        if not self.policy.replicas:
+            return script(keys=keys, args=args)
+        with self.redis.pipeline(transaction=False) as pipe:
+            script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self.policy.replicas, REPLICA_WAIT_MS)
+            reply, acknowledged = pipe.execute()
+        if int(acknowledged) < self.policy.replicas:
+            self._unreplicated += 1
+            if self._unreplicated == 1 or self._unreplicated % 1000 == 0:
+                log.warning("%d write(s) answered before a replica had them (is the replica down?)", self._unreplicated)
+        return reply

@@ -168,7 +168,7 @@ class Submission:
     def _guarded(self: JobService, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a writing step; Redis refusing writes at maxmemory is a 503, not a 500."""
         try:
-            return script(keys=keys, args=args)
+            return self.replicated(script, keys, args)
         except redis.ResponseError as exc:
             if str(exc).startswith("OOM"):
                 self._memory_full, self._memory_checked_at = True, time.monotonic()
