@@ -19,7 +19,10 @@ worker_class = "gevent"
 workers = _settings.api_workers
 worker_connections = _settings.api_connections
 timeout = 0  # gevent workers heartbeat on their own; long generations are normal
-graceful_timeout = 30
+# SIGTERM (a rolling update, a scale-down): stop accepting, let open responses
+# (synchronous waits, streams) finish this long, then close them. A closed
+# synchronous caller's job still ends once; its client retries or polls.
+graceful_timeout = _settings.api_graceful_seconds
 keepalive = 30
 accesslog = None  # off by default: nothing logs prompts or keys
 errorlog = "-"

@@ -87,6 +87,9 @@ class Settings:
         None, "gunicorn worker processes", shown="CPUs, at least 2", factory=lambda: max(2, os.cpu_count() or 1)
     )
     api_connections: int = _setting(2000, "open connections (waiting requests, streams) per gunicorn worker")
+    api_graceful_seconds: int = _setting(
+        30, "SIGTERM to the API: it stops accepting, lets open responses finish this long, then closes them"
+    )
     log_level: str = _setting("info", "log level of the API, workers and Flower")
     flower_address: str = _setting("127.0.0.1", "Flower's listen address (keep it off the internet)")
     flower_port: int = _setting(5555, "Flower's port")

@@ -1,10 +1,11 @@
 """Graceful drain: the job service's hand-back steps (real Redis), then a real worker SIGTERMed under load.
 
 The first tests drive the steps a draining worker takes, as test_job_trust
-does for the reconciler's. The last one starts a second worker beside the
-session's, SIGTERMs it (its main process only, as a container runtime does)
-while it runs jobs, and checks that every job ends exactly once and that the
-ones it could not finish within its bound were queued again at once.
+does for the reconciler's. Then a second worker beside the session's is
+SIGTERMed (its main process only, as a container runtime does) while it runs
+jobs: every job ends exactly once, and the ones it could not finish within
+its bound are queued again at once. Last, a gunicorn SIGTERMed with a
+response open stops accepting and still finishes that response.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from tasks.jobs import JobService, Policy, Superseded
 from tasks.jobs.recovery import FAILED_FOR_GOOD, REQUEUED
 from tasks.keyspace import KEYS, Keyspace
 from tasks.protocol.requests import GenerationRequest
-from tests.harness import CHAT_MODEL, ServiceEnv, WorkerProcess, wait_until
+from tasks.redis_client import redis_client
+from tests.harness import CHAT_MODEL, ApiServer, ServiceEnv, WorkerProcess, wait_until
 from workers.outputs import Choice, Delta
 from workers.sampling import Sampling
 
@@ -193,3 +197,34 @@ def finished(client, ids: list[str]) -> dict[str, dict]:
         )
         records[job_id] = reply
     return records
+
+
+def test_a_sigtermed_api_stops_accepting_and_finishes_its_open_responses(service_env, worker, api_key):
+    api = ApiServer(service_env, workers=1, log_name="api-drain.log").start()
+    store = JobService(redis_client(service_env.vars["INFERQ_REDIS_URL"]))
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {**long_job(120), "temperature": 0}
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            url = api.url + "/v1/chat/completions"
+            pending = pool.submit(requests.post, url, json=body, headers=headers, timeout=300)
+            wait_until(lambda: store.running_per_model().get(CHAT_MODEL, 0) >= 1, 60, "the request to run")
+            os.kill(api.process.pid, signal.SIGTERM)  # gunicorn's master, as a container runtime does
+            terminated = time.monotonic()
+            wait_until(lambda: refused(api.url), 10, "the API to stop accepting")
+            reply = pending.result(timeout=120)
+            answered = time.monotonic() - terminated
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["usage"]["completion_tokens"] == 120, "the whole answer, not a cut one"
+            assert api.process.wait(30) == 0
+        finally:
+            api.stop()
+    print(f"\napi drain: an open response finished {answered:.1f} s after SIGTERM; new connections were refused")
+
+
+def refused(url: str) -> bool:
+    try:
+        requests.get(url + "/health", timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
