@@ -107,8 +107,12 @@ class RedisServer:
         tls: TlsFiles | None = None,
         extra_args: list[str] | None = None,
         config: Path | None = None,
+        host: str = "127.0.0.1",
+        prefix: list[str] | None = None,
     ) -> None:
         self.dir = directory
+        #: Another "host" (devstack.netns): its address, and the command that runs a program inside it.
+        self.host, self.prefix = host, prefix or []
         #: Redis rewrites its file on CONFIG REWRITE (a Sentinel failover does): give such nodes a copy.
         self.config = config or REPO / "config" / "redis.conf"
         self.port = port or free_port()
@@ -121,7 +125,7 @@ class RedisServer:
         """The URL inferq's processes are given: `rediss://` (trusting `tls.ca`) with TLS, the password in it."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         scheme, query = ("rediss", "?" + urlencode({"ssl_ca_certs": str(self.tls.ca)})) if self.tls else ("redis", "")
-        return f"{scheme}://{auth}127.0.0.1:{self.port}/0{query}"
+        return f"{scheme}://{auth}{self.host}:{self.port}/0{query}"
 
     def _arguments(self) -> list[str]:
         if self.tls is None:
@@ -131,7 +135,7 @@ class RedisServer:
             listen += ["--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca)]
             listen += ["--tls-auth-clients", "no"]  # clients prove themselves with the password
         auth = ["--requirepass", self.password] if self.password else []
-        config = [str(self.config), *listen, "--dir", str(self.dir), "--bind", "127.0.0.1"]
+        config = [str(self.config), *listen, "--dir", str(self.dir), "--bind", self.host]
         return [*config, *auth, *self.extra_args]
 
     def start(self) -> RedisServer:
@@ -140,7 +144,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; run `make redis`")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, *self._arguments()],
+            [*self.prefix, binary, *self._arguments()],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -154,7 +158,7 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         if self.tls is None and self.password is None:
-            return redis.Redis(port=self.port)
+            return redis.Redis(host=self.host, port=self.port)
         return redis.Redis.from_url(self.url)
 
 
@@ -175,9 +179,14 @@ class ServiceEnv:
 
 class WorkerProcess:
     def __init__(
-        self, env: ServiceEnv, model: str = CHAT_MODEL, log_name: str | None = None, extra_args: list[str] | None = None
+        self,
+        env: ServiceEnv,
+        model: str = CHAT_MODEL,
+        log_name: str | None = None,
+        extra_args: list[str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
-        self.env, self.model = env, model
+        self.env, self.model, self.prefix = env, model, prefix or []
         self.log_path = ARTIFACTS / (log_name or f"worker-{model}.log")
         self.extra_args = extra_args or []
         self.process: subprocess.Popen | None = None
@@ -186,7 +195,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--model", self.model, *self.extra_args],
+            [*self.prefix, sys.executable, "-m", "app.cli", "worker", "--model", self.model, *self.extra_args],
             cwd=REPO,
             env=self.env.vars,
             stdout=log,
@@ -229,9 +238,15 @@ class WorkerProcess:
 
 class ApiServer:
     def __init__(
-        self, env: ServiceEnv, workers: int = 2, log_name: str = "api.log", extra_args: list[str] | None = None
+        self,
+        env: ServiceEnv,
+        workers: int = 2,
+        log_name: str = "api.log",
+        extra_args: list[str] | None = None,
+        host: str = "127.0.0.1",
+        prefix: list[str] | None = None,
     ) -> None:
-        self.env, self.workers = env, workers
+        self.env, self.workers, self.host, self.prefix = env, workers, host, prefix or []
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = ARTIFACTS / log_name
@@ -239,20 +254,21 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> ApiServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "gunicorn",
                 "--config",
                 "gunicorn.conf.py",
                 "--bind",
-                f"127.0.0.1:{self.port}",
+                f"{self.host}:{self.port}",
                 "--workers",
                 str(self.workers),
                 *self.extra_args,

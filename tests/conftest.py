@@ -10,6 +10,8 @@ Every test lives in the folder of its level, and is marked with it here
 - `tests/e2e`: a real gunicorn, called by real clients (the openai SDK,
   httpx, requests) and by Chromium;
 - `tests/chaos`: kills and restarts of workers, engine cores and Redis.
+- `tests/cluster`: several hosts (network namespaces, root only): two APIs
+  and three workers on one Redis, hosts killed and cut off.
 
 Starting the vLLM engine costs ~25 s on two cores, so every test that needs
 an engine shares the same worker; tests that kill workers start their own.
@@ -26,7 +28,7 @@ import pytest
 
 from tests.harness import EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
-LEVELS = ("unit", "integration", "e2e", "chaos")
+LEVELS = ("unit", "integration", "e2e", "chaos", "cluster")
 TESTS = Path(__file__).resolve().parent
 
 
