@@ -214,9 +214,13 @@ class WorkerProcess:
         name_prefix = f"{self.model}@"
         pid = str(self.process.pid)
 
+        named = self.extra_args[self.extra_args.index("--name") + 1] if "--name" in self.extra_args else None
+
         def live() -> bool:
-            members = client.zrangebyscore(workers_key(self.model), time.time() - 5, "+inf")
-            return any(m.decode().startswith(name_prefix) and m.decode().endswith(f"-{pid}") for m in members)
+            members = [m.decode() for m in client.zrangebyscore(workers_key(self.model), time.time() - 5, "+inf")]
+            if named is not None:
+                return named in members
+            return any(m.startswith(name_prefix) and m.endswith(f"-{pid}") for m in members)
 
         wait_until(live, timeout, f"worker for {self.model} (log: {self.log_path})", process=self.process)
 
