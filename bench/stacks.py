@@ -44,6 +44,7 @@ class InferqStack:
     redis: RedisServer
     api: ApiServer
     worker: WorkerProcess | None
+    env: ServiceEnv | None = None
 
 
 @contextmanager
@@ -55,7 +56,7 @@ def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> 
     worker = WorkerProcess(service_env, log_name="bench-worker.log").start() if with_worker else None
     api = ApiServer(service_env, workers=api_workers).start()
     try:
-        yield InferqStack(api.url, redis_server, api, worker)
+        yield InferqStack(api.url, redis_server, api, worker, service_env)
     finally:
         api.stop()
         if worker is not None:

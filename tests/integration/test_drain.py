@@ -135,7 +135,7 @@ def draining_worker(service_env, worker):
 def test_a_sigtermed_worker_finishes_or_hands_back_every_job_at_once(client, draining_worker, worker):
     redis = client.application.extensions["inferq.jobs"].redis
     name_suffix = f"-{draining_worker.process.pid}"
-    bodies = [long_job(8) for _ in range(4)] + [long_job(600) for _ in range(12)]
+    bodies = [long_job(8) for _ in range(4)] + [long_job(240) for _ in range(12)]
     ids = [client.post("/queue/chat/completions", json=body).get_json()["id"] for body in bodies]
 
     def on_draining() -> list[str]:
