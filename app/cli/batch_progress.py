@@ -7,6 +7,8 @@ since the batch started running here; the ETA follows from it.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any
 
@@ -38,34 +40,52 @@ def _bar() -> Any:
 
 
 def watch(client: Any, batch: Any, poll: float) -> Any:
-    """Poll until the batch ends; return its last state."""
-    progress, started = _bar(), time.monotonic()
+    """Poll until the batch ends; return its last state.
+
+    Ctrl-C only raises a flag (a SIGINT handler for the watch's duration), so
+    it is seen after the current poll wherever it lands: a KeyboardInterrupt
+    raised inside rich's redraw or the SDK's call would end the program
+    without the offer to cancel.
+    """
+    progress, started, interrupted = _bar(), time.monotonic(), threading.Event()
     counts = batch.request_counts
     task = progress.add_task("batch", total=counts.total if counts else None, status=batch.status, failed=0, rate=0.0)
-    with progress:
-        while batch.status not in TERMINAL:
-            try:
-                time.sleep(poll)
-                batch = client.batches.retrieve(batch.id)
-            except KeyboardInterrupt:
-                progress.stop()
-                batch = _interrupted(client, batch)
-                progress.start()
-            counts = batch.request_counts
-            done = counts.completed + counts.failed if counts else 0
-            rate = done / max(time.monotonic() - started, 1e-6)
-            progress.update(
-                task,
-                total=counts.total if counts else None,
-                completed=done,
-                status=batch.status,
-                failed=counts.failed if counts else 0,
-                rate=rate,
-            )
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        with progress:
+            while batch.status not in TERMINAL:
+                if interrupted.wait(poll):
+                    interrupted.clear()
+                    progress.stop()
+                    batch = _interrupted(client, batch, previous)
+                    progress.start()
+                else:
+                    batch = client.batches.retrieve(batch.id)
+                _draw(progress, task, batch, started)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return batch
 
 
-def _interrupted(client: Any, batch: Any) -> Any:
-    if click.confirm(f"\nCancel batch {batch.id}? (what finished is kept)", default=True):
-        return client.batches.cancel(batch.id)
+def _draw(progress: Any, task: Any, batch: Any, started: float) -> None:
+    counts = batch.request_counts
+    done = counts.completed + counts.failed if counts else 0
+    progress.update(
+        task,
+        total=counts.total if counts else None,
+        completed=done,
+        status=batch.status,
+        failed=counts.failed if counts else 0,
+        rate=done / max(time.monotonic() - started, 1e-6),
+    )
+
+
+def _interrupted(client: Any, batch: Any, handler: Any) -> Any:
+    """Ask whether to cancel; a second Ctrl-C at the question ends the program as usual."""
+    ours = signal.signal(signal.SIGINT, handler)
+    try:
+        if click.confirm(f"\nCancel batch {batch.id}? (what finished is kept)", default=True):
+            return client.batches.cancel(batch.id)
+    finally:
+        signal.signal(signal.SIGINT, ours)
     raise click.ClickException(f"left batch {batch.id} running; `inferq batch status {batch.id}` shows it")

@@ -107,6 +107,7 @@ class ChaosStack:
 
     def ensure_workers(self, normal: int, skewed: int = 0) -> list[WorkerProcess]:
         """Exactly so many live workers of each kind (unskewed first in the list): stop extras, start the missing."""
+        self.reap_departed()
         for kind, count in ((False, normal), (True, skewed)):
             for extra in self.live_workers(skewed=kind)[count:]:
                 extra.stop()
@@ -114,6 +115,29 @@ class ChaosStack:
         if any(n > 0 for n in missing):
             self.start_workers(*(max(n, 0) for n in missing))
         return self.live_workers(skewed=False) + self.live_workers(skewed=True)
+
+    def reap_departed(self, grace: float = 10.0) -> None:
+        """Kill workers whose process still runs but that left the live set, as a supervisor would.
+
+        A worker Celery gave up on (kombu#582 after a Redis restart) leaves the
+        live set and then takes up to a minute to exit: it serves nothing, yet
+        its process runs, and a fault counted on it would wait for jobs in vain.
+        """
+        client = self.client()
+
+        def registered(worker: WorkerProcess) -> bool:
+            try:
+                names = [m.decode() for m in client.zrange(workers_key(CHAT_MODEL), 0, -1)]
+            except redis.RedisError:  # Redis restarting: no sign of a departure
+                return True
+            return any(worker_pid(name) == worker.process.pid for name in names)
+
+        for worker in self.live_workers():
+            try:
+                wait_until(lambda w=worker: registered(w), grace, f"worker {worker.process.pid} in the live set",
+                           process=worker.process)  # fmt: skip
+            except (TimeoutError, RuntimeError):
+                worker.kill(signal.SIGKILL)
 
     def kill_worker(self, worker: WorkerProcess) -> None:
         worker.kill(signal.SIGKILL)
