@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 UNIT_STAMP := $(VENV)/.installed-unit
 PYTEST_ARGS ?=
 
-.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos lint bench clean
+.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos test-cluster lint bench clean
 
 install: $(STAMP)
 
@@ -57,9 +57,9 @@ run: install redis models
 	mkdir -p var/redis
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
-# Every level (README, "Tests"): unit, integration, e2e, chaos.
+# Every level but cluster (README, "Tests"): unit, integration, e2e, chaos.
 test: install redis faketime browser models
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/cluster $(PYTEST_ARGS)
 
 # No Redis, no models, no network, no browser; well under a minute.
 test-unit: $(UNIT_STAMP)
@@ -73,6 +73,11 @@ test-e2e: install redis browser models
 
 test-chaos: install redis faketime models
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
+
+# Several hosts in network namespaces, Sentinel failover, a worker SIGTERMed under
+# load (root, for `ip netns`); about nine minutes more than `make test`.
+test-cluster: install redis models
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
