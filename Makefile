@@ -74,7 +74,7 @@ test-e2e: install redis browser models
 test-chaos: install redis faketime models
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
-# Several hosts in network namespaces, Sentinel failover, a worker SIGTERMed under
+# Several hosts in network namespaces, Sentinel failover, a worker and an API SIGTERMed under
 # load (root, for `ip netns`); about nine minutes more than `make test`.
 test-cluster: install redis models
 	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)

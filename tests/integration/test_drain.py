@@ -1,27 +1,19 @@
-"""Graceful drain: the job service's hand-back steps (real Redis), then a real API SIGTERMed with a response open.
+"""Graceful drain: the job service's hand-back steps a draining worker takes (real Redis).
 
-The first tests drive the steps a draining worker takes, as test_job_trust
-does for the reconciler's. Last, a gunicorn SIGTERMed with a response open
-stops accepting and still finishes that response. A real worker SIGTERMed
-under load is tests/cluster/test_drain_worker.py (it starts a second engine).
+They drive the steps as test_job_trust does the reconciler's. A real worker
+and a real API SIGTERMed under load are tests/cluster/test_drain_signals.py.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from tasks.jobs import JobService, Policy, Superseded
 from tasks.jobs.recovery import FAILED_FOR_GOOD, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.requests import GenerationRequest
-from tasks.redis_client import redis_client
-from tests.harness import CHAT_MODEL, ApiServer, wait_until
 from workers.outputs import Choice, Delta
 from workers.sampling import Sampling
 
@@ -98,43 +90,3 @@ def test_a_received_job_never_started_is_let_go_once(redis_server):
     jobs.hold_leases([job.id])
     jobs.claim(job.id, "m", "w")
     assert not jobs.unhold(job.id), "a started job keeps its lease"
-
-
-# -- a real API, SIGTERMed with a response open ---------------------------------------------------
-
-
-def test_a_sigtermed_api_stops_accepting_and_finishes_its_open_responses(service_env, worker, api_key):
-    api = ApiServer(service_env, workers=1, log_name="api-drain.log").start()
-    store = JobService(redis_client(service_env.vars["INFERQ_REDIS_URL"]))
-    headers = {"Authorization": f"Bearer {api_key}"}
-    body = {
-        "model": CHAT_MODEL,
-        "messages": [{"role": "user", "content": "Tell me a long story."}],
-        "max_tokens": 120,
-        "ignore_eos": True,
-        "temperature": 0,
-    }
-    with ThreadPoolExecutor(1) as pool:
-        try:
-            url = api.url + "/v1/chat/completions"
-            pending = pool.submit(requests.post, url, json=body, headers=headers, timeout=300)
-            wait_until(lambda: store.running_per_model().get(CHAT_MODEL, 0) >= 1, 60, "the request to run")
-            os.kill(api.process.pid, signal.SIGTERM)  # gunicorn's master, as a container runtime does
-            terminated = time.monotonic()
-            wait_until(lambda: refused(api.url), 10, "the API to stop accepting")
-            reply = pending.result(timeout=120)
-            answered = time.monotonic() - terminated
-            assert reply.status_code == 200, reply.text
-            assert reply.json()["usage"]["completion_tokens"] == 120, "the whole answer, not a cut one"
-            assert api.process.wait(30) == 0
-        finally:
-            api.stop()
-    print(f"\napi drain: an open response finished {answered:.1f} s after SIGTERM; new connections were refused")
-
-
-def refused(url: str) -> bool:
-    try:
-        requests.get(url + "/health", timeout=2)
-    except requests.ConnectionError:
-        return True
-    return False

@@ -1,8 +1,10 @@
-"""A real worker SIGTERMed under load (its main process only, as a container runtime does).
+"""A real worker and a real API SIGTERMed under load (the main process only, as a container runtime does).
 
 A second worker beside the session's runs long jobs with a short drain
 bound: every job ends exactly once, the ones it finishes within its bound
 finish there, and the rest are queued again at once and run on the other.
+Then a gunicorn SIGTERMed with a response open stops accepting and still
+finishes that response.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
+from tasks.jobs import JobService
 from tasks.keyspace import KEYS
-from tests.harness import CHAT_MODEL, ServiceEnv, WorkerProcess, wait_until
+from tasks.redis_client import redis_client
+from tests.harness import CHAT_MODEL, ApiServer, ServiceEnv, WorkerProcess, wait_until
 
 #: The SIGTERMed worker's bound, short so the test is; its jobs are long enough to outlive it.
 DRAIN_SECONDS = 4.0
@@ -110,3 +116,40 @@ def finished(client, ids: list[str]) -> dict[str, dict]:
         )
         records[job_id] = reply
     return records
+
+
+def test_a_sigtermed_api_stops_accepting_and_finishes_its_open_responses(service_env, worker, api_key):
+    api = ApiServer(service_env, workers=1, log_name="api-drain.log").start()
+    store = JobService(redis_client(service_env.vars["INFERQ_REDIS_URL"]))
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {
+        "model": CHAT_MODEL,
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": 120,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            url = api.url + "/v1/chat/completions"
+            pending = pool.submit(requests.post, url, json=body, headers=headers, timeout=300)
+            wait_until(lambda: store.running_per_model().get(CHAT_MODEL, 0) >= 1, 60, "the request to run")
+            os.kill(api.process.pid, signal.SIGTERM)  # gunicorn's master, as a container runtime does
+            terminated = time.monotonic()
+            wait_until(lambda: refused(api.url), 10, "the API to stop accepting")
+            reply = pending.result(timeout=120)
+            answered = time.monotonic() - terminated
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["usage"]["completion_tokens"] == 120, "the whole answer, not a cut one"
+            assert api.process.wait(30) == 0
+        finally:
+            api.stop()
+    print(f"\napi drain: an open response finished {answered:.1f} s after SIGTERM; new connections were refused")
+
+
+def refused(url: str) -> bool:
+    try:
+        requests.get(url + "/health", timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
