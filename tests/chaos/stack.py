@@ -203,8 +203,10 @@ class PoisonPlayer(threading.Thread):
     At most `MAX_ATTEMPTS` kills (the service promises no more attempts than
     that; a further attempt is recorded in `attempts_seen` and left to run).
     After a kill that leaves no worker it starts `restart` (normal, skewed)
-    of them, as a supervisor would. `on_kill` runs just before each kill (to note what else
-    the kill catches). It stops when the job ends or `stop` is set.
+    of them, as a supervisor would. `on_kill` runs just after each kill (to note what else
+    the kill caught: the dead worker's jobs stay in progress until their leases
+    expire, while a slow look before the kill could let the poison finish first).
+    It stops when the job ends or `stop` is set.
     """
 
     def __init__(self, stack: ChaosStack, job_id: str, restart: tuple[int, int] = (1, 0), on_kill=None) -> None:
@@ -239,9 +241,9 @@ class PoisonPlayer(threading.Thread):
         if worker is None:
             self.errors.append(f"attempt {attempt}: cannot tell which live worker holds the job")
             return
-        if self.on_kill is not None:
-            self.on_kill(attempt)
         self.stack.kill_worker(worker)
         self.kills.append(attempt)
+        if self.on_kill is not None:
+            self.on_kill(attempt)
         if not self.stack.live_workers():
             self.stack.start_workers(*self.restart)

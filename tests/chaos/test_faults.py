@@ -243,7 +243,7 @@ def test_a_poison_job_fails_after_max_attempts_and_the_others_complete(stack):
     """The poison runs alone first (its first death catches no other job), the load after: no job dies twice but it."""
     stack.ensure_workers(2)
     run = begin(stack, "5 poison job", start=False)
-    poison = run.load.queue_once(0, chat_body(0, tokens=128, prompt="Tell a long story.")).job_id
+    poison = run.load.queue_once(0, chat_body(0, tokens=256, prompt="Tell a long story.")).job_id
     caught: dict[int, list[str]] = {}
 
     def note(attempt: int) -> None:
