@@ -57,9 +57,11 @@ run: install redis models
 	mkdir -p var/redis
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
-# Every level but cluster (README, "Tests"): unit, integration, e2e, chaos.
+# Every level (README, "Tests"): unit, integration, e2e, chaos, and of the cluster level the
+# many-hosts test; Sentinel failover and the SIGTERM drains run with `make test-cluster`.
+CLUSTER_ONLY := --ignore=tests/cluster/test_sentinel.py --ignore=tests/cluster/test_drain_signals.py
 test: install redis faketime browser models
-	$(PY) -m pytest --ignore=tests/cluster $(PYTEST_ARGS)
+	$(PY) -m pytest $(CLUSTER_ONLY) $(PYTEST_ARGS)
 
 # No Redis, no models, no network, no browser; well under a minute.
 test-unit: $(UNIT_STAMP)
@@ -75,7 +77,7 @@ test-chaos: install redis faketime models
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 # Several hosts in network namespaces, Sentinel failover, a worker and an API SIGTERMed under
-# load (root, for `ip netns`); about nine minutes more than `make test`.
+# load (root, for `ip netns`); about nine minutes.
 test-cluster: install redis models
 	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 

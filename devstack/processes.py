@@ -173,6 +173,8 @@ class ServiceEnv:
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            # A test's teardown SIGTERMs its workers: a stuck job is handed back in seconds, not 30.
+            "INFERQ_DRAIN_SECONDS": os.environ.get("INFERQ_DRAIN_SECONDS", "5"),
             **extra,
         }
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
+from tests.harness import CHAT_MODEL, EMBED_MODEL, RedisServer, ServiceEnv, WorkerProcess, temp_dir, write_models_file
 
 LEVELS = ("unit", "integration", "e2e", "chaos", "cluster")
 TESTS = Path(__file__).resolve().parent
@@ -66,18 +66,31 @@ def service_env(redis_server, models_file, session_dir):
 
 
 @pytest.fixture(scope="session")
-def worker(service_env):
-    process = WorkerProcess(service_env).start()
-    yield process
-    process.stop()
+def session_workers(service_env):
+    """The chat and the embedding worker, launched side by side.
+
+    A start is mostly one process importing vLLM, so two on two cores take
+    little longer than one. Each fixture below waits for its own.
+    """
+    processes = {m: WorkerProcess(service_env, model=m).start(wait=False) for m in (CHAT_MODEL, EMBED_MODEL)}
+    yield processes
+    for process in processes.values():
+        process.stop()
 
 
 @pytest.fixture(scope="session")
-def embedding_worker(service_env):
+def worker(session_workers):
+    process = session_workers[CHAT_MODEL]
+    process.wait_live()
+    return process
+
+
+@pytest.fixture(scope="session")
+def embedding_worker(session_workers):
     """A worker pinned to the embedding model; request it beside `client` (or e2e's `api_server`)."""
-    process = WorkerProcess(service_env, model=EMBED_MODEL).start()
-    yield process
-    process.stop()
+    process = session_workers[EMBED_MODEL]
+    process.wait_live()
+    return process
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,8 @@ class ChaosStack:
 
     def __init__(self, directory: Path) -> None:
         self.redis = RedisServer(directory / "redis").start()
-        self.env = ServiceEnv(self.redis.url, write_models_file(directory), **CHAOS_ENV)
+        files = str(directory / "files")  # uploads and batch outputs, shared by the API and the workers
+        self.env = ServiceEnv(self.redis.url, write_models_file(directory), INFERQ_FILES_DIR=files, **CHAOS_ENV)
         self.api = ApiServer(self.env, log_name="chaos-api.log").start()
         self.workers: list[WorkerProcess] = []
         self.skewed: set[int] = set()  # pids of the workers started with a skewed clock
@@ -81,6 +82,7 @@ class ChaosStack:
         started = [self._spawn(self.env) for _ in range(normal)]
         if skewed:
             env = ServiceEnv(self.redis.url, Path(self.env.vars["INFERQ_MODELS_FILE"]), **CHAOS_ENV)
+            env.vars["INFERQ_FILES_DIR"] = self.env.vars["INFERQ_FILES_DIR"]
             env.vars.update(clock_skew_vars(SKEW_SECONDS))
             late = [self._spawn(env, "-skewed") for _ in range(skewed)]
             self.skewed |= {w.process.pid for w in late}
@@ -215,6 +217,7 @@ class PoisonPlayer(threading.Thread):
         self.kills: list[int] = []  # the attempts it killed
         self.attempts_seen: set[int] = set()
         self.errors: list[str] = []
+        self.trail: list[str] = []  # what it saw and did, for a failing test's message
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -243,6 +246,10 @@ class PoisonPlayer(threading.Thread):
             return
         self.stack.kill_worker(worker)
         self.kills.append(attempt)
+        self.trail.append(
+            f"attempt {attempt} on {record.get('worker')!r} (started {record.get('started_at')}): "
+            f"killed pid {worker.process.pid} at {time.time():.2f}"
+        )
         if self.on_kill is not None:
             self.on_kill(attempt)
         if not self.stack.live_workers():

@@ -1,5 +1,9 @@
 """Ten faults, one stack: after each, every job its key accepted ended exactly once, billed as stored.
 
+A worker SIGKILL, an API SIGKILL and a Redis SIGKILL also strike a batch
+running beside the interactive load (tests/chaos/batches.py): each line ends
+in exactly one of its two files, once, billed once.
+
 Each fault gets a fresh API key and a mixed load from real clients
 (synchronous and streamed chat completions from the openai SDK, queued jobs
 from httpx; tests/chaos/load.py), is injected while that load runs, and is
@@ -35,6 +39,7 @@ from devstack.faults import (
     memory_ceiling,
 )
 from tasks.heartbeat import worker_loads
+from tests.chaos.batches import check_books, started_batch
 from tests.chaos.load import Outcome, chat_body
 from tests.chaos.runs import (
     Run,
@@ -86,6 +91,7 @@ def test_a_sigkilled_engine_core_is_restarted_and_every_job_ends(stack):
 
 def test_redis_sigkilled_and_restarted_on_its_append_only_file(stack):
     worker = stack.ensure_workers(1)[0]
+    batch = started_batch(stack, "batch: Redis SIGKILL + restart")
     run = begin(stack, "3 Redis SIGKILL + restart")
     wait_running(stack, run, 4)
     lost_before = log_count(worker.log_path, REDIS_LOST)
@@ -97,9 +103,10 @@ def test_redis_sigkilled_and_restarted_on_its_append_only_file(stack):
     # the worker's consumer watch shuts down: compose's `restart: unless-stopped` starts it
     # again, and so does this test. The jobs it held are re-queued by their lapsed leases. The
     # deadline covers that restart (a worker start is ~45 s idle, minutes on a busy machine).
-    books = supervised(stack, lambda: close(stack, run, timeout=RESTART_SECONDS))
+    books, batch_end = supervised(stack, lambda: (close(stack, run, timeout=RESTART_SECONDS), batch.finish()))
     assert_every_job_ended_once(books)
     assert_failures_only(books, PARTIAL)
+    check_books(batch, batch_end)
 
 
 def supervised(stack: ChaosStack, wait):
@@ -121,6 +128,7 @@ def supervised(stack: ChaosStack, wait):
 
 def test_the_api_sigkilled_and_restarted(stack):
     stack.ensure_workers(1)
+    batch = started_batch(stack, "batch: API SIGKILL + restart")
     run = begin(stack, "4 API SIGKILL + restart")
     wait_running(stack, run, 4)
     stack.kill_api()
@@ -129,6 +137,7 @@ def test_the_api_sigkilled_and_restarted(stack):
     assert any(o.status is None for o in run.load.outcomes), "the kill should have broken requests in flight"
     assert_every_job_ended_once(books)
     assert_failures_only(books, PARTIAL)
+    check_books(batch, batch.finish())
 
 
 def refused_once(stack: ChaosStack, run: Run, tries: int = 10) -> Outcome | None:
@@ -187,8 +196,9 @@ def cancel_while_killing(run: Run, job_ids: list[str], worker: WorkerProcess, st
 
 @pytest.fixture(scope="module")
 def worker_death(stack):
-    """Kill the only worker mid-run (fault 1) while cancelling jobs it runs (9); orphan jobs while none runs (6)."""
+    """Kill the only worker mid-run (fault 1, a batch beside it) while cancelling jobs it runs (9); orphans (6)."""
     worker = stack.ensure_workers(1)[0]
+    batch = started_batch(stack, "batch: worker SIGKILL")
     killed = begin(stack, "1 worker SIGKILL")
     race = begin(stack, "9 cancel racing worker death", tokens=LONG_TOKENS)
 
@@ -206,7 +216,15 @@ def worker_death(stack):
     orphans.load.start()  # the rest of its mixed load: synchronous and streamed, now that workers run
     books = {run.fault: close(stack, run) for run in (killed, race)}
     books[orphans.fault] = close(stack, orphans, timeout=30)  # INFERQ_ORPHAN_SWEEP_SECONDS=5: well within
-    return {"books": books, "cancels": cancels, "deleted": deleted, "killed": killed.fault, "race": race.fault}
+    batch_end = batch.finish()
+    return {
+        "books": books,
+        "cancels": cancels,
+        "deleted": deleted,
+        "killed": killed.fault,
+        "race": race.fault,
+        "batch": (batch, batch_end),
+    }
 
 
 def test_a_sigkilled_worker_loses_no_job(worker_death):
@@ -214,6 +232,10 @@ def test_a_sigkilled_worker_loses_no_job(worker_death):
     assert_every_job_ended_once(books)
     assert_failures_only(books, PARTIAL)
     assert any(int(r.get("attempts") or 0) > 1 for r in books.records.values()), "the dead worker's jobs should rerun"
+
+
+def test_a_batch_running_on_the_sigkilled_worker_ends_each_line_once(worker_death):
+    check_books(*worker_death["batch"])
 
 
 def test_a_cancel_racing_the_workers_death_ends_cancelled_once(worker_death):
@@ -262,7 +284,8 @@ def test_a_poison_job_fails_after_max_attempts_and_the_others_complete(stack):
     record = books.records[poison]
     assert (record["status"], error_codes(books).get(poison)) == ("failed", "job_failed_repeatedly"), (
         f"the poison job ended {record['status']} ({error_codes(books).get(poison)}) after {record.get('attempts')} "
-        f"attempts, killed at attempts {player.kills}; expected failed/job_failed_repeatedly after {MAX_ATTEMPTS}"
+        f"attempts, killed at attempts {player.kills}; expected failed/job_failed_repeatedly after {MAX_ATTEMPTS}; "
+        f"the player: {player.trail}; the record: {record}"
     )
     assert int(record["attempts"]) == MAX_ATTEMPTS
     others = {k: v for k, v in error_codes(books).items() if k != poison}

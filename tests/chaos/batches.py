@@ -1,26 +1,24 @@
-"""A running batch through three faults: worker SIGKILL, API SIGKILL, Redis SIGKILL and restart.
+"""A running batch beside a fault: one fresh key's batch of chat lines, and its books when it ends.
 
-Each fault gets a fresh key and a batch of chat lines
-(`INFERQ_CHAOS_BATCH_LINES`, default 160, 2.5 engine waves, to keep `make test` short; run it
-with 2000 for the issue's figure), is injected once some lines have finished, and is judged when
-the batch ends: it completed, its output and error files together hold each
-`custom_id` exactly once, the key was billed exactly the usage of the jobs
-its lines ran as, which is what the batch reports and what the output's
-bodies say, and every job the key owns ended once (devstack.faults.audit).
-The batch runner lives in the workers, so a worker's death also kills the
-runner's round in progress; its lock lapses and the restarted worker goes on.
+The faults that keep (tests/chaos/test_faults.py) each run a batch
+(`INFERQ_CHAOS_BATCH_LINES`, default 160, 2.5 engine waves, to keep `make test`
+short; run it with 2000 for the issue's figure) beside their interactive load,
+injected once some lines have finished, and judged when the batch ends: it
+completed, its output and error files together hold each `custom_id` exactly
+once, the key was billed exactly the usage of the jobs its lines ran as, which
+is what the batch reports and what the output's bodies say, and every job the
+key owns ended once (devstack.faults.audit). The batch runner lives in the
+workers, so a worker's death also kills the runner's round in progress; its
+lock lapses and the restarted worker goes on.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 
 import httpx
-import pytest
 
 from tasks.keyspace import KEYS
 from tests.chaos.stack import ChaosStack
@@ -30,23 +28,6 @@ LINES = int(os.environ.get("INFERQ_CHAOS_BATCH_LINES", "160"))
 TOKENS = 8
 #: Room for a worker restart (minutes on a busy machine) plus the batch itself.
 BATCH_SECONDS = 900
-
-
-@pytest.fixture(scope="module")
-def files_env(session_dir):
-    """The stack's processes share a files directory in the session's temporary folder, not the checkout's var/."""
-    before = os.environ.get("INFERQ_FILES_DIR")
-    os.environ["INFERQ_FILES_DIR"] = str(session_dir / "chaos-files")
-    yield
-    if before is None:
-        os.environ.pop("INFERQ_FILES_DIR", None)
-    else:
-        os.environ["INFERQ_FILES_DIR"] = before
-
-
-@pytest.fixture(scope="module")
-def batch_stack(files_env, stack):
-    return stack
 
 
 def requests_file() -> bytes:
@@ -134,47 +115,8 @@ def check_books(run: BatchRun, batch: dict) -> None:
     assert not run.stack.client().zscore(KEYS.active_batches, run.id)
 
 
-def keep_one_worker(stack: ChaosStack, stop: threading.Event) -> None:
-    """A process supervisor: whenever no worker lives, start one."""
-    while not stop.wait(1.0):
-        stack.ensure_workers(1)
-
-
-def supervised(stack: ChaosStack, wait):
-    stop = threading.Event()
-    supervisor = threading.Thread(target=keep_one_worker, args=(stack, stop), daemon=True)
-    supervisor.start()
-    try:
-        return wait()
-    finally:
-        stop.set()
-        supervisor.join(600)
-
-
-def test_batch_survives_a_worker_sigkill(batch_stack):
-    worker = batch_stack.ensure_workers(1)[0]
-    run = BatchRun(batch_stack, "batch: worker SIGKILL")
+def started_batch(stack: ChaosStack, fault: str) -> BatchRun:
+    """A batch under way: a tenth of its lines done, so the fault lands in the middle of it."""
+    run = BatchRun(stack, fault)
     run.wait_progress(LINES // 10)
-    batch_stack.kill_worker(worker)
-    check_books(run, supervised(batch_stack, run.finish))
-
-
-def test_batch_survives_an_api_sigkill(batch_stack):
-    batch_stack.ensure_workers(1)
-    run = BatchRun(batch_stack, "batch: API SIGKILL")
-    run.wait_progress(LINES // 10)
-    batch_stack.kill_api()
-    batch_stack.restart_api()
-    check_books(run, run.finish())
-
-
-# After a Redis SIGKILL Celery's consumer may stay connected yet stop consuming (celery/celery#10205):
-# the worker's consumer watch then shuts it down, and a supervisor must restart it (as for its sibling
-# in test_faults.py).
-def test_batch_survives_a_redis_sigkill_and_restart(batch_stack):
-    batch_stack.ensure_workers(1)
-    run = BatchRun(batch_stack, "batch: Redis SIGKILL + restart")
-    run.wait_progress(LINES // 10)
-    batch_stack.redis.stop(signal.SIGKILL)  # only what the append-only file holds survives
-    batch_stack.redis.start()
-    check_books(run, supervised(batch_stack, run.finish))
+    return run
