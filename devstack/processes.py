@@ -178,6 +178,12 @@ class ServiceEnv:
             **extra,
         }
 
+    def with_vars(self, **extra: str) -> ServiceEnv:
+        """The same environment with a few variables changed (one process's own settings)."""
+        env = ServiceEnv.__new__(ServiceEnv)
+        env.vars = {**self.vars, **extra}
+        return env
+
 
 class WorkerProcess:
     def __init__(

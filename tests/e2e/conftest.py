@@ -15,7 +15,8 @@ from tests.harness import ApiServer
 
 @pytest.fixture(scope="session")
 def api_server(service_env, worker):
-    server = ApiServer(service_env).start()
+    # Its workers are up before it starts: a model with none (the ghost model's 503s) need not be waited for 10 s.
+    server = ApiServer(service_env.with_vars(INFERQ_WORKER_WAIT_SECONDS="2")).start()
     yield server
     server.stop()
 
