@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 UNIT_STAMP := $(VENV)/.installed-unit
 PYTEST_ARGS ?=
 
-.PHONY: install redis faketime browser models run test test-unit test-integration test-e2e test-chaos test-cluster lint bench clean
+.PHONY: install redis browser models run test test-unit test-integration test-e2e test-chaos test-cluster lint bench clean
 
 install: $(STAMP)
 
@@ -39,12 +39,6 @@ redis:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
-# Debian's libfaketime, for the chaos test of a worker whose clock is a minute behind (tests/chaos).
-faketime:
-	@command -v faketime >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq faketime; }
-
 # Debian's Chromium, driven headless by the Flower browser test (tests/e2e/test_flower.py).
 browser:
 	@command -v chromium >/dev/null || { \
@@ -62,7 +56,7 @@ run: install redis models
 # Every level (README, "Tests"): unit, integration, e2e, chaos, and of the cluster level the
 # many-hosts test; Sentinel failover and the SIGTERM drains run with `make test-cluster`.
 CLUSTER_ONLY := --ignore=tests/cluster/test_sentinel.py --ignore=tests/cluster/test_drain_signals.py
-test: install redis faketime browser models
+test: install redis browser models
 	$(PY) -m pytest $(CLUSTER_ONLY) $(PYTEST_ARGS)
 
 # No Redis, no models, no network, no browser; well under a minute.
@@ -75,7 +69,7 @@ test-integration: install redis models
 test-e2e: install redis browser models
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-chaos: install redis faketime models
+test-chaos: install redis models
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 # Several hosts in network namespaces, Sentinel failover, a worker and an API SIGTERMed under

@@ -34,6 +34,9 @@ from tasks.dispatch import queue_name
 from tasks.jobs import TERMINAL
 from tasks.keyspace import KEYS
 
+#: The directory whose sitecustomize.py shifts a Python process's wall clock (clock_skew_vars).
+CLOCK_SKEW_DIR = Path(__file__).resolve().parent / "clock_skew"
+
 # -- the books -----------------------------------------------------------------------
 
 
@@ -256,21 +259,17 @@ def log_count(path: Path, text: str) -> int:
 
 
 def clock_skew_vars(seconds: float) -> dict[str, str]:
-    """Environment that runs a process (and its children) with its wall clock moved by `seconds`.
+    """Environment that runs a Python process (and its children) with its wall clock moved by `seconds`.
 
-    This is what `faketime -f -60s <command>` sets (the apt package `faketime`);
-    set directly so the launcher stays the same. Monotonic clocks are left
-    alone: the fault is a host whose wall clock is off, not one whose timers are.
+    devstack/clock_skew/sitecustomize.py does the moving (its docstring says
+    why not libfaketime); monotonic clocks, sleeps and timed waits stay true.
     """
-    return {
-        "LD_PRELOAD": "/usr/$LIB/faketime/libfaketime.so.1",  # ld.so expands $LIB, as faketime's own wrapper does
-        "FAKETIME": f"{seconds:+g}s",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    path = os.pathsep.join(filter(None, [str(CLOCK_SKEW_DIR), os.environ.get("PYTHONPATH", "")]))
+    return {"PYTHONPATH": path, "INFERQ_FAKE_CLOCK_OFFSET_SECONDS": f"{seconds:g}"}
 
 
 def measured_skew(extra_env: dict[str, str]) -> float:
-    """Seconds a process started with `extra_env` is off the real wall clock (0 when libfaketime is missing)."""
+    """Seconds a Python process started with `extra_env` is off the real wall clock."""
     probe = [sys.executable, "-c", "import time; print(time.time())"]
     seen = float(subprocess.run(probe, env={**os.environ, **extra_env}, capture_output=True, check=True).stdout)
     return seen - time.time()

@@ -77,7 +77,7 @@ class ChaosStack:
     def start_workers(self, normal: int = 1, skewed: int = 0) -> list[WorkerProcess]:
         """Start workers at once (their engines load in parallel) and wait until each beats.
 
-        Skewed ones run with their wall clock SKEW_SECONDS behind (libfaketime).
+        Skewed ones run with their wall clock SKEW_SECONDS behind (devstack.faults.clock_skew_vars).
         """
         started = [self._spawn(self.env) for _ in range(normal)]
         if skewed:
