@@ -19,6 +19,9 @@ from tasks.protocol.errors import APIError, GatewayTimeout, ServerError, Service
 
 #: XREAD blocks at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
+#: How long a model's worker, once seen live, is taken as live by this process.
+LIVE_SEEN_SECONDS = 1.0
+_live_seen: dict[str, float] = {}
 
 
 def service() -> JobService:
@@ -31,7 +34,14 @@ def owner() -> str:
 
 
 def wait_for_worker(spec: ModelSpec) -> None:
-    """503 unless a worker for this model is live (waiting up to the configured time)."""
+    """503 unless a worker for this model is live (waiting up to the configured time).
+
+    A worker seen live within LIVE_SEEN_SECONDS is taken as live without
+    asking Redis again: a heartbeat is good for its whole TTL anyway, and a
+    busy API would otherwise spend a round trip per request on it.
+    """
+    if time.monotonic() - _live_seen.get(spec.id, -LIVE_SEEN_SECONDS) < LIVE_SEEN_SECONDS:
+        return
     cfg = settings()
     deadline = time.monotonic() + cfg.worker_wait_seconds
     client = service().redis
@@ -42,6 +52,7 @@ def wait_for_worker(spec: ModelSpec) -> None:
                 headers={"Retry-After": "5"},
             )
         time.sleep(0.25)
+    _live_seen[spec.id] = time.monotonic()
 
 
 def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:

@@ -103,7 +103,7 @@ async def load(url: str, requests_: int, tokens: int, stream: bool) -> int:
 
 def measure(url: str, parts: Parts, args) -> dict[str, float]:
     """CPU-ms per role for one load, per request and per output token, after a warm-up of the same shape."""
-    asyncio.run(load(url, 8, 8, args.stream))
+    asyncio.run(load(url, args.requests, 8, args.stream))  # as many at once: every pool grows before counting
     before, started = parts.sample(), time.monotonic()
     produced = asyncio.run(load(url, args.requests, args.tokens, args.stream))
     wall = time.monotonic() - started

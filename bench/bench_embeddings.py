@@ -1,9 +1,11 @@
-"""Embeddings per second: 256 short inputs as one request vs as 256 concurrent requests.
+"""Embeddings per second, inferq vs `vllm serve`: 256 inputs as one request and as 256 requests.
 
-Both go through the whole service (gunicorn → Redis → Celery worker pinned to
-the embedding model → one vLLM pooling engine). The engine batches the inputs
-of one request and the inputs of concurrent requests alike, so the ratio shows
-what the per-request path (HTTP, job record, queue, result) costs on top.
+inferq runs the whole service (gunicorn -> Redis -> Celery worker pinned to
+the embedding model -> one vLLM pooling engine); `vllm serve` runs the same
+model with the same engine settings. The engine batches the inputs of one
+request and the inputs of concurrent requests alike, so the gap between the
+two cases is what the per-request path costs. The stacks alternate for
+`--rounds` rounds (each round measures both cases on each stack); medians.
 
     .venv/bin/python bench/bench_embeddings.py [--inputs 256] [--rounds 3]
 """
@@ -19,21 +21,14 @@ import sys
 import time
 
 import aiohttp
-from common import table  # noqa: I001 - bench/ is on sys.path
+from common import _headers, table  # bench/ is on sys.path
+from stacks import inferq_stack, vllm_serve
 
-from app.auth.keys import KeyStore
-from devstack.processes import (
-    EMBED_MODEL,
-    ApiServer,
-    RedisServer,
-    ServiceEnv,
-    WorkerProcess,
-    temp_dir,
-    write_models_file,
-)
+from devstack.processes import EMBED_MODEL
 
 SUBJECTS = ["cat", "river", "market", "violin", "glacier", "teacher", "rocket", "garden"]
 VERBS = ["watches", "crosses", "sells", "plays", "melts near", "greets", "passes", "waters"]
+STACKS = ("inferq", "vllm serve")
 
 
 def short_inputs(count: int) -> list[str]:
@@ -66,14 +61,23 @@ async def concurrent_requests(url: str, headers: dict[str, str], inputs: list[st
         return time.perf_counter() - started
 
 
-def measure(url: str, headers: dict[str, str], inputs: list[str], rounds: int) -> dict[str, list[float]]:
-    asyncio.run(one_request(url, headers, inputs[:32]))  # warm up both paths
+def measure(url: str, inputs: list[str]) -> dict[str, float]:
+    """Seconds for all inputs as one request, and as one request each, after a warm-up of both."""
+    headers = _headers()
+    asyncio.run(one_request(url, headers, inputs[:32]))
     asyncio.run(concurrent_requests(url, headers, inputs[:32]))
-    walls: dict[str, list[float]] = {"batch": [], "concurrent": []}
-    for _ in range(rounds):  # interleaved, so drift hits both alike
-        walls["batch"].append(asyncio.run(one_request(url, headers, inputs)))
-        walls["concurrent"].append(asyncio.run(concurrent_requests(url, headers, inputs)))
-    return walls
+    return {
+        "batch": asyncio.run(one_request(url, headers, inputs)),
+        "concurrent": asyncio.run(concurrent_requests(url, headers, inputs)),
+    }
+
+
+def run_stack(name: str, inputs: list[str], args) -> dict[str, float]:
+    if name == "inferq":
+        with inferq_stack(api_workers=args.api_workers, model=EMBED_MODEL) as stack:
+            return measure(stack.url, inputs)
+    with vllm_serve(EMBED_MODEL) as url:
+        return measure(url, inputs)
 
 
 def main() -> int:
@@ -82,37 +86,26 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--api-workers", type=int, default=1)
     args = parser.parse_args()
-    started = time.time()
-    directory = temp_dir("inferq-bench-")
-    redis_server = RedisServer(directory / "redis").start()
-    env = ServiceEnv(redis_server.url, write_models_file(directory))
-    key, _record = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
-    headers = {"Authorization": f"Bearer {key}"}
-    worker = WorkerProcess(env, model=EMBED_MODEL, log_name="bench-embed-worker.log").start()
-    api = ApiServer(env, workers=args.api_workers).start()
-    try:
-        walls = measure(api.url, headers, short_inputs(args.inputs), args.rounds)
-    finally:
-        api.stop()
-        worker.stop()
-        redis_server.stop()
-    rate = {name: args.inputs / statistics.median(values) for name, values in walls.items()}
-    wall = {name: f"{statistics.median(values):.2f} s" for name, values in walls.items()}
+    started, inputs = time.time(), short_inputs(args.inputs)
+    walls: dict[str, list[dict[str, float]]] = {name: [] for name in STACKS}
+    for _ in range(args.rounds):
+        for name in STACKS:
+            walls[name].append(run_stack(name, inputs, args))
+    rate = {
+        name: {case: args.inputs / statistics.median(r[case] for r in runs) for case in ("batch", "concurrent")}
+        for name, runs in walls.items()
+    }
+    ours, theirs = rate["inferq"], rate["vllm serve"]
     rows = [
-        (f"{args.inputs} inputs as 1 request", "1", wall["batch"], f"{rate['batch']:.0f}"),
-        (
-            f"{args.inputs} inputs as {args.inputs} requests",
-            str(args.inputs),
-            wall["concurrent"],
-            f"{rate['concurrent']:.0f}",
-        ),
-    ]
-    print(f"model {EMBED_MODEL}, median of {args.rounds} rounds, {os.cpu_count()} CPUs, {platform.machine()}")
-    print(table(rows, ("case", "requests", "wall", "embeddings/s")))
+        (f"{args.inputs} inputs as 1 request, embeddings/s", f"{ours['batch']:.0f}", f"{theirs['batch']:.0f}",
+         f"{ours['batch'] / theirs['batch']:.2f}x"),
+        (f"{args.inputs} inputs as {args.inputs} requests, embeddings/s", f"{ours['concurrent']:.0f}",
+         f"{theirs['concurrent']:.0f}", f"{ours['concurrent'] / theirs['concurrent']:.2f}x"),
+    ]  # fmt: skip
     print(
-        f"embeddings/s: {rate['batch']:.0f} as one request, {rate['concurrent']:.0f} as {args.inputs} concurrent "
-        f"requests (one request is {rate['batch'] / rate['concurrent']:.1f}x faster)"
+        f"model {EMBED_MODEL}, medians of {args.rounds} alternating rounds, {os.cpu_count()} CPUs, {platform.machine()}"
     )
+    print(table(rows, ("case", "inferq", "vllm serve", "inferq/vllm")))
     print(f"(benchmark took {time.time() - started:.0f} s)")
     return 0
 

@@ -48,12 +48,14 @@ class InferqStack:
 
 
 @contextmanager
-def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> Iterator[InferqStack]:
+def inferq_stack(
+    api_workers: int = 1, with_worker: bool = True, model: str = CHAT_MODEL, **env: str
+) -> Iterator[InferqStack]:
     directory = temp_dir("inferq-bench-")
     redis_server = RedisServer(directory / "redis").start()
     service_env = ServiceEnv(redis_server.url, write_models_file(directory), **env)
     os.environ[API_KEY_ENV], _ = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
-    worker = WorkerProcess(service_env, log_name="bench-worker.log").start() if with_worker else None
+    worker = WorkerProcess(service_env, model=model, log_name="bench-worker.log").start() if with_worker else None
     api = ApiServer(service_env, workers=api_workers).start()
     try:
         yield InferqStack(api.url, redis_server, api, worker, service_env)
@@ -65,16 +67,18 @@ def inferq_stack(api_workers: int = 1, with_worker: bool = True, **env: str) -> 
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def vllm_serve_command(port: int) -> list[str]:
+def vllm_serve_command(port: int, model: str = CHAT_MODEL) -> list[str]:
     """vLLM's own server with the engine options an inferq CPU worker uses (the models file's cpu block)."""
-    spec = Settings.load().models[CHAT_MODEL]
+    spec = Settings.load().models[model]
     options = spec.engine_options("cpu")
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", options["model"],
-        "--served-model-name", CHAT_MODEL, "--dtype", options["dtype"], "--max-model-len", str(spec.max_model_len),
+        "--served-model-name", model, "--dtype", options["dtype"], "--max-model-len", str(spec.max_model_len),
         "--max-num-seqs", str(options["max_num_seqs"]), "--host", "127.0.0.1", "--port", str(port),
         "--disable-log-stats", "--seed", str(options["seed"]),
     ]  # fmt: skip
+    if "runner" in options:
+        command += ["--runner", options["runner"]]
     if options.get("enforce_eager"):
         command.append("--enforce-eager")
     if options.get("enable_chunked_prefill") is False:
@@ -87,13 +91,13 @@ def vllm_serve_command(port: int) -> list[str]:
 
 
 @contextmanager
-def vllm_serve() -> Iterator[str]:
+def vllm_serve(model: str = CHAT_MODEL) -> Iterator[str]:
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "bench-vllm-serve.log", "wb")  # noqa: SIM115 - the server's whole life
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     process = subprocess.Popen(
-        vllm_serve_command(port), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        vllm_serve_command(port, model), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -31,6 +31,13 @@ class JobReads:
         raw = self.redis.hgetall(self.keys.job(job_id))
         return Job.from_hash(raw) if raw else None
 
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """Records in one round trip (a listing page reads dozens)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [Job.from_hash(raw) if raw else None for raw in pipe.execute()]
+
     # -- waiters -----------------------------------------------------------------------
     def read_events(self, job_id: str, last_id: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
         """Events after `last_id`, blocking up to `block_ms` for the first: nobody polls Redis."""
@@ -112,8 +119,7 @@ class JobReads:
                 break
             start += len(ids)
             gone = []
-            for job_id in ids:
-                job = self.get(job_id)
+            for job_id, job in zip(ids, self.get_many(ids), strict=True):
                 if job is None:
                     gone.append(job_id)
                 elif status is None or job.status == status:
