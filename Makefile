@@ -81,11 +81,17 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 # Each prints its figures and ratios; the README quotes the latest run.
+# bench_curves alone takes about half an hour on two cores.
 bench: install redis models
+	$(PIP) install -q -e '.[cpu,test,dev,bench]'
+	$(PY) bench/bench_curves.py
+	$(PY) bench/bench_cpu.py
+	$(PY) bench/bench_embeddings.py
+	$(PY) bench/bench_submit.py
+	$(PY) bench/bench_precision.py
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_streaming.py
 	$(PY) bench/bench_queue.py
-	$(PY) bench/bench_embeddings.py
 	$(PY) bench/bench_token_counter.py
 
 clean:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from flask import current_app, g
+from flask import Response, current_app, g
 
 from app.context import settings
 from tasks.heartbeat import live_workers
@@ -87,15 +87,8 @@ def error_of(job: Job) -> APIError:
     return ServerError(f"The job ended as {job.status}.", code=job.status)
 
 
-def result(job: Job) -> dict:
-    """An ended job's body, or its error raised."""
-    if job.status == "completed" and job.result is not None:
-        return job.result
-    raise error_of(job)
-
-
-def wait_collected(job: Job, timeout: float) -> Job:
-    """Block until the job ends; return its ended record, read once (app.jobs.result gives its body).
+def wait_collected(job: Job, timeout: float, *, decode_result: bool = True) -> Job:
+    """Block until the job ends; return its ended record, read once.
 
     A caller that gives up (504) cancels the job: nobody would read its answer,
     and it would hold an engine slot and bill its key for nothing.
@@ -108,12 +101,19 @@ def wait_collected(job: Job, timeout: float) -> Job:
         jobs.cancel(job)
         jobs.release(job)
         raise
-    ended = jobs.collect(job)
+    ended = jobs.collect(job, decode_result=decode_result)
     if ended is None:
         raise ServerError("The job record disappeared.")
     return ended
 
 
-def wait_result(job: Job, timeout: float) -> dict:
-    """Block until the job ends; return its body or raise its error."""
-    return result(wait_collected(job, timeout))
+def wait_reply(job: Job, timeout: float) -> Response:
+    """Block until the job ends; answer with its body as the worker stored it, or raise its error.
+
+    The body is sent on as stored, never decoded and encoded again: the two
+    would format every float of an embeddings reply twice more (bench/bench_embeddings.py).
+    """
+    ended = wait_collected(job, timeout, decode_result=False)
+    if ended.status == "completed" and ended.result_json is not None:
+        return current_app.response_class(ended.result_json + "\n", mimetype="application/json")
+    raise error_of(ended)

@@ -64,7 +64,7 @@ def run(name: str, args) -> dict:
     )  # fmt: skip
     line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
-        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:120]}
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:70]}
     return json.loads(line.removeprefix("RESULT "))
 
 

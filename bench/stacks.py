@@ -53,6 +53,8 @@ def inferq_stack(
 ) -> Iterator[InferqStack]:
     directory = temp_dir("inferq-bench-")
     redis_server = RedisServer(directory / "redis").start()
+    # One benchmark key stands for many callers: lift the per-key cap on waiting requests (64).
+    env = {"INFERQ_MAX_WAITING_PER_KEY": "100000", **env}
     service_env = ServiceEnv(redis_server.url, write_models_file(directory), **env)
     os.environ[API_KEY_ENV], _ = KeyStore(redis_server.client()).create(name="bench", rpm=1_000_000)
     worker = WorkerProcess(service_env, model=model, log_name="bench-worker.log").start() if with_worker else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response
 
 from app import jobs
 from app.context import settings
@@ -23,4 +23,4 @@ def run_generation(spec: ModelSpec, job_request: JobRequest) -> Response:
         from app.streaming import sse_response
 
         return sse_response(job, resumable=False, abort_on_disconnect=True, timeout=timeout)
-    return jsonify(jobs.wait_result(job, timeout))
+    return jobs.wait_reply(job, timeout)

@@ -112,7 +112,8 @@ class JobReads:
                 return [], False
             start = rank + 1
         page: list[Job] = []
-        batch = max(limit * 2, 50)
+        # Unfiltered, limit + 1 records answer the page and has_more; a status filter reads on in larger steps.
+        batch = limit + 1 if status is None else max(limit * 2, 50)
         while len(page) <= limit:
             ids = [raw.decode() for raw in self.redis.zrevrange(key, start, start + batch - 1)]
             if not ids:

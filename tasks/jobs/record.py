@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.protocol.requests import JobRequest, request_from_json
@@ -49,6 +49,8 @@ class Job:
     endpoint: str = ""
     #: What the submitting route echoes back when it renders the job (tasks.jobs.submission.submit).
     meta: dict[str, Any] | None = None
+    #: The stored body as the worker wrote it (JSON text): a synchronous reply sends it on undecoded.
+    result_json: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoint and self.request is not None:
@@ -59,7 +61,9 @@ class Job:
         return self.status in TERMINAL
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> Job:
+    def from_hash(cls, raw: dict[bytes, bytes], *, decode_result: bool = True) -> Job:
+        """`decode_result=False` leaves `result` unset and only `result_json`: an embeddings body is
+        megabytes of floats, and a reply that sends it on need not decode it."""
         fields = {key.decode(): value.decode() for key, value in raw.items()}
 
         def number(name: str) -> float | None:
@@ -80,7 +84,8 @@ class Job:
             started_at=number("started_at"),
             completed_at=number("completed_at"),
             expires_at=number("expires_at"),
-            result=document("result"),
+            result=document("result") if decode_result else None,
+            result_json=fields.get("result") or None,
             error=document("error"),
             error_status=int(fields["error_status"]) if fields.get("error_status") else None,
             usage=document("usage"),

@@ -234,14 +234,14 @@ class Submission:
     def _end_args(self: JobService, job_id: str) -> list[Any]:
         return [job_id, self.policy.retention, self.policy.sync_retention]
 
-    def collect(self: JobService, job: Job) -> Job | None:
+    def collect(self: JobService, job: Job, *, decode_result: bool = True) -> Job | None:
         """The ended job, read once by its synchronous caller; then only billing's part of it is kept."""
         k = self.keys
         keys = [k.job(job.id), k.events(job.id), k.waiting(job.owner)]
         raw = self._collect(keys=keys, args=[job.id, STREAM_GRACE_SECONDS])
         if not raw:
             return None
-        return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)))
+        return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), decode_result=decode_result)
 
     def delete(self: JobService, job: Job) -> bool:
         """Forget an ended job (its owner asked): False while it has not ended (cancel it first)."""
