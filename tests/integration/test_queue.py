@@ -236,9 +236,16 @@ def test_priority_overtakes_a_backlog(client):
     done = get(client, urgent["id"], wait=60).get_json()
     assert done["status"] == "completed"
     finished = [get(client, job["id"], wait=60).get_json() for job in backlog]
-    later = sum(1 for job in finished if job["started_at"] > done["started_at"])
-    assert later >= 60, f"only {later} backlog jobs started after the urgent one"
     assert all(job["status"] == "completed" for job in finished)  # the backlog is not starved
+    # Judged against the backlog jobs still queued when the urgent one arrived (exact times from the
+    # records): how many of those a slow machine had already started while the 145 submits went on
+    # is the machine's business; the urgent job must start before (nearly) every one still waiting.
+    records = client.application.extensions["inferq.jobs"]
+    first = records.get(urgent["id"])
+    waiting = [r for r in (records.get(job["id"]) for job in backlog) if r.started_at > first.created_at]
+    overtaken = [r for r in waiting if r.started_at < first.started_at]
+    assert len(waiting) >= 16, f"only {len(waiting)} backlog jobs were queued when the urgent one came"
+    assert len(overtaken) <= 4, f"{len(overtaken)} of the {len(waiting)} waiting backlog jobs started before it"
     # The last of 144 was queued behind others when it was submitted (its 202 says so, taken atomically).
     assert backlog[-1]["status"] == "queued" and backlog[-1]["position"] > 0
 
