@@ -18,8 +18,9 @@ from workers.tools import decided
 def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[str, Any]:
     """Drive the engine for one job; stream its deltas if asked; return the final OpenAI body.
 
-    A streamed job stops generating as soon as it is cancelled (its deltas are
-    refused). Past `deadline` it stops too, and fails billed for what it computed.
+    A streamed job's deltas go out through the worker's delta writer
+    (tasks.jobs.delta_writer); it stops generating once it is cancelled (its
+    deltas are refused). Past `deadline` it stops too, and fails billed for what it computed.
     """
     from workers import runtime
     from workers.engine import TimedOut
@@ -34,12 +35,13 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
     raw = engine.generate(claim.job_id, request.prompts, request.sampling, stream=request.stream, deadline=deadline)
     held: dict[tuple[int, int], Choice] = {}  # a tool request's samples until each ends
     deltas = decided(request.tools, raw, engine.tokenizer, held)  # tool calls are decided there, once
+    stream = service.deltas.open(claim) if request.stream else None
     try:
         for delta in deltas:
             if delta.prompt_logprobs is not None:
                 results[delta.prompt_index].prompt_logprobs = delta.prompt_logprobs
             _add(samples, delta)
-            if request.stream and not service.append_delta(claim, delta):
+            if stream is not None and not stream.send(delta):
                 break  # cancelled: closing the generator aborts the engine's requests
     except TimedOut as timed_out:
         for delta in timed_out.late:  # a final-output-only request's tokens come with its abort
@@ -51,6 +53,10 @@ def run_generation(claim: Claim, service: JobService, deadline: float) -> dict[s
         raise TimeLimitExceeded(usage) from None
     finally:
         deltas.close()
+        if stream is not None:
+            stream.wait()  # the end comes after every delta; a rerun counts what was streamed
+    if stream is not None:
+        stream.close()
     return _body(claim, request, results, samples)
 
 

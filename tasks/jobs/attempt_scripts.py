@@ -33,15 +33,26 @@ return {'start', attempt, redis.call('HGET', KEYS[1], 'request'), redis.call('HG
 """
 )
 
-# KEYS: job, events. ARGV: attempt, delta json.
-# Returns 1 (appended), 0 (this attempt no longer owns the job: stop), 2 (cancelled: not appended).
+# KEYS: job, events of each delta in turn. ARGV: attempt, delta json of each in turn.
+# Returns one outcome per delta: 1 (appended), 0 (this attempt no longer owns the
+# job: stop), 2 (cancelled: not appended). One call carries every delta a worker
+# has ready, whichever jobs they belong to (tasks.delta_writer).
 APPEND = """
-if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'cancelled' then return 2 end
-if status ~= 'in_progress' then return 0 end
-redis.call('XADD', KEYS[2], '*', 'type', 'delta', 'data', ARGV[2])
-return 1
+local outcomes = {}
+for i = 1, #KEYS, 2 do
+  local outcome = 1
+  local attempt = ARGV[i]
+  if redis.call('HGET', KEYS[i], 'attempts') ~= attempt then
+    outcome = 0
+  else
+    local status = redis.call('HGET', KEYS[i], 'status')
+    if status == 'cancelled' then outcome = 2
+    elseif status ~= 'in_progress' then outcome = 0
+    else redis.call('XADD', KEYS[i + 1], '*', 'type', 'delta', 'data', ARGV[i + 1]) end
+  end
+  outcomes[#outcomes + 1] = outcome
+end
+return outcomes
 """
 
 # KEYS: job, events, leases, done zset, stats, usage hash, tpm counter, open.

@@ -50,12 +50,19 @@ class Attempts:
 
     def append_delta(self: JobService, claim: Claim, delta: Delta) -> bool:
         """Stream a delta; False once the job is cancelled (stop streaming); `Superseded` if another attempt owns it."""
-        k = self.keys
-        data = json.dumps(delta.to_json(), separators=(",", ":"))
-        outcome = self._append(keys=[k.job(claim.job_id), k.events(claim.job_id)], args=[claim.attempt, data])
+        outcome = self.append_deltas([(claim, delta_json(delta))])[0]
         if outcome == SUPERSEDED:
             raise Superseded(f"job {claim.job_id}: attempt {claim.attempt} was superseded")
         return outcome == APPENDED
+
+    def append_deltas(self: JobService, deltas: list[tuple[Claim, str]]) -> list[int]:
+        """Stream encoded deltas of any jobs, in order, in one step; one outcome each (APPENDED, ...)."""
+        keys: list[str] = []
+        args: list[Any] = []
+        for claim, data in deltas:
+            keys += [self.keys.job(claim.job_id), self.keys.events(claim.job_id)]
+            args += [claim.attempt, data]
+        return [int(outcome) for outcome in self._append(keys=keys, args=args)]
 
     def emitted(self: JobService, job_id: str) -> int:
         """Events already in the job's stream (a rerun of a streamed job cannot take them back)."""
@@ -142,6 +149,11 @@ class Attempts:
         """Still alive and holding these; a lease the reconciler already took away is not brought back."""
         if job_ids:
             self._renew(keys=[self.keys.leases], args=[0, *job_ids])
+
+
+def delta_json(delta: Delta) -> str:
+    """A delta as its stream entry carries it."""
+    return json.dumps(delta.to_json(), separators=(",", ":"))
 
 
 def utc_day(timestamp: float) -> str:

@@ -21,6 +21,7 @@ from redis.commands.core import Script
 
 from tasks.jobs import attempt_scripts, scripts
 from tasks.jobs.attempts import Attempts
+from tasks.jobs.delta_writer import DeltaWriter
 from tasks.jobs.policy import Policy
 from tasks.jobs.reads import JobReads
 from tasks.jobs.record import Job
@@ -64,6 +65,8 @@ class JobService(Submission, Attempts, Recovery, JobReads):
         self._hand_back = register(attempt_scripts.HAND_BACK)
         self._unhold = register(attempt_scripts.UNHOLD)
         self._unreplicated = 0
+        #: Streams running jobs' deltas, batched across jobs (a worker's; its thread starts on first use).
+        self.deltas = DeltaWriter(self)
 
     def replicated(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run a step; with `policy.replicas`, answer only once that many replicas hold it (or after REPLICA_WAIT_MS).
