@@ -17,7 +17,7 @@ from tasks.jobs import Job, JobService
 from tasks.models import ModelSpec
 from tasks.protocol.errors import APIError, GatewayTimeout, ServerError, ServiceUnavailable
 
-#: XREAD blocks at most this long per call, so a waiter notices its deadline.
+#: A wait for events lasts at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
 #: How long a model's worker, once seen live, is taken as live by this process.
 LIVE_SEEN_SECONDS = 1.0
@@ -58,16 +58,15 @@ def wait_for_worker(spec: ModelSpec) -> None:
 def events(job_id: str, timeout: float, last_id: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:
     """Yield the job's events until its end event; raise on timeout."""
     deadline = time.monotonic() + timeout
-    jobs = service()
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise GatewayTimeout(f"The job {job_id} did not finish within {timeout:.0f} s.")
-        for entry_id, event in jobs.read_events(job_id, last_id, int(min(remaining * 1000, BLOCK_MS))):
-            last_id = entry_id
-            yield entry_id, event
-            if event["type"] == "end":
-                return
+    with service().watch(job_id, last_id) as waiter:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GatewayTimeout(f"The job {job_id} did not finish within {timeout:.0f} s.")
+            for entry_id, event in waiter.read(int(min(remaining * 1000, BLOCK_MS))):
+                yield entry_id, event
+                if event["type"] == "end":
+                    return
 
 
 def wait_ended(job_id: str, timeout: float) -> bool:

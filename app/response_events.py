@@ -140,31 +140,31 @@ def response_events(
 
     `collect`: a synchronous caller reads its ended job once (which frees its waiting slot).
     """
-    service, last, waited = jobs.service(), "0-0", 0.0
+    service, waited = jobs.service(), 0.0
     yield from writer.opening()
     if job.ended and not service.has_events(job.id):  # a stream trimmed or never kept: the record has the rest
         yield from _end(writer, job, collect)
         return True
-    while True:
-        batch = service.read_events(job.id, last, KEEPALIVE_SECONDS * 1000)
-        if not batch:
-            current = service.get(job.id)
-            if current is None or (current.ended and not service.has_events(job.id)):
-                yield from _end(writer, job, collect)  # ended, and its stream trimmed under us
-                return True
-            waited += KEEPALIVE_SECONDS
-            if timeout is not None and waited >= timeout:
-                yield from writer.error(GatewayTimeout("The response did not finish in time."))
-                return False
-            yield KEEPALIVE
-            continue
-        for entry_id, event in batch:
-            last = entry_id
-            if event["type"] == "delta":
-                yield from writer.delta(Delta.from_json(json.loads(event["data"])).choice.text)
-            elif event["type"] == "end":
-                yield from _end(writer, job, collect)
-                return True
+    with service.watch(job.id) as waiter:
+        while True:
+            batch = waiter.read(KEEPALIVE_SECONDS * 1000)
+            if not batch:
+                current = service.get(job.id)
+                if current is None or (current.ended and not service.has_events(job.id)):
+                    yield from _end(writer, job, collect)  # ended, and its stream trimmed under us
+                    return True
+                waited += KEEPALIVE_SECONDS
+                if timeout is not None and waited >= timeout:
+                    yield from writer.error(GatewayTimeout("The response did not finish in time."))
+                    return False
+                yield KEEPALIVE
+                continue
+            for _entry_id, event in batch:
+                if event["type"] == "delta":
+                    yield from writer.delta(Delta.from_json(json.loads(event["data"])).choice.text)
+                elif event["type"] == "end":
+                    yield from _end(writer, job, collect)
+                    return True
 
 
 def _end(writer: EventWriter, job: Job, collect: bool) -> Iterator[str]:

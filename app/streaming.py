@@ -1,7 +1,7 @@
 """Server-Sent Events from a job's Redis Stream.
 
 The worker appends deltas to the job's stream; this reads them with blocking
-XREADs and writes `data: {chunk}` events. On the OpenAI routes that is all
+reads (one per API process: tasks.jobs.event_hub) and writes `data: {chunk}` events. On the OpenAI routes that is all
 there is, as OpenAI sends it (clients and load tools split on blank lines and
 parse whatever follows `data: `; an `id:` line breaks them). The queue's
 stream route (`GET /queue/jobs/<id>/stream`) is resumable: each event there
@@ -99,27 +99,28 @@ def stream_events(
 ) -> Generator[str, None, bool]:
     """The SSE text of one job, from `last_event_id` on, ending with `[DONE]`; returns False if it timed out."""
     writer = _Writer(job, resumable, last_event_id)
-    waited, last, service = 0.0, last_event_id, jobs.service()
-    while True:
-        batch = service.read_events(job.id, last, KEEPALIVE_SECONDS * 1000)
-        if not batch:
-            if _stream_gone(job.id):
-                yield from writer.ending(last, replay=False)
-                return True
-            waited += KEEPALIVE_SECONDS
-            if timeout is not None and waited >= timeout:
-                yield writer.event(GatewayTimeout("The job did not finish in time.").to_dict(), None)
-                yield DONE
-                return False
-            yield KEEPALIVE
-            continue
-        for entry_id, event in batch:
-            last = entry_id
-            if event["type"] == "delta":
-                yield writer.delta(Delta.from_json(json.loads(event["data"])), entry_id)
-            elif event["type"] == "end":
-                yield from writer.ending(entry_id, replay=not job.request.stream)
-                return True
+    waited, last = 0.0, last_event_id
+    with jobs.service().watch(job.id, last_event_id) as waiter:
+        while True:
+            batch = waiter.read(KEEPALIVE_SECONDS * 1000)
+            if not batch:
+                if _stream_gone(job.id):
+                    yield from writer.ending(last, replay=False)
+                    return True
+                waited += KEEPALIVE_SECONDS
+                if timeout is not None and waited >= timeout:
+                    yield writer.event(GatewayTimeout("The job did not finish in time.").to_dict(), None)
+                    yield DONE
+                    return False
+                yield KEEPALIVE
+                continue
+            for entry_id, event in batch:
+                last = entry_id
+                if event["type"] == "delta":
+                    yield writer.delta(Delta.from_json(json.loads(event["data"])), entry_id)
+                elif event["type"] == "end":
+                    yield from writer.ending(entry_id, replay=not job.request.stream)
+                    return True
 
 
 def _stream_gone(job_id: str) -> bool:

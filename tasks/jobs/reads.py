@@ -10,6 +10,7 @@ import json
 
 import redis
 
+from tasks.jobs.event_hub import EventHub, Waiter
 from tasks.jobs.record import Job
 from tasks.keyspace import Keyspace
 from workers.outputs import Delta
@@ -21,6 +22,8 @@ THROUGHPUT_WINDOW_SECONDS = 300.0
 class JobReads:
     def __init__(self, client: redis.Redis, keys: Keyspace) -> None:
         self.redis, self.keys = client, keys
+        #: Reads the events of every job this process waits on, in one XREAD (its thread starts on first use).
+        self.hub = EventHub(client)
 
     def server_time(self) -> float:
         """Redis's clock: the one every host's decisions about leases, heartbeats and deadlines share."""
@@ -39,14 +42,12 @@ class JobReads:
         return [Job.from_hash(raw) if raw else None for raw in pipe.execute()]
 
     # -- waiters -----------------------------------------------------------------------
-    def read_events(self, job_id: str, last_id: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        """Events after `last_id`, blocking up to `block_ms` for the first: nobody polls Redis."""
-        reply = self.redis.xread({self.keys.events(job_id): last_id}, block=block_ms)
-        return [
-            (entry_id.decode(), {key.decode(): value.decode() for key, value in fields.items()})
-            for _stream, entries in reply or []
-            for entry_id, fields in entries
-        ]
+    def watch(self, job_id: str, last_id: str = "0-0") -> Waiter:
+        """The job's events after `last_id`, read by this process's one blocking reader: nobody polls Redis.
+
+        Close the waiter (it is a context manager) once done with the job.
+        """
+        return self.hub.join(self.keys.events(job_id), last_id)
 
     def has_events(self, job_id: str) -> bool:
         """False once the stream is gone: expired with its job, or trimmed after a synchronous delivery."""
