@@ -54,7 +54,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         visibility_timeout=settings.visibility_timeout,
         task_default_priority=DEFAULT_PRIORITY,
         task_queue_max_priority=PRIORITY_STEPS[-1],
-        worker_send_task_events=True,  # Flower sees every task from the moment a worker receives it
+        # Task events (three Redis publishes per task, a fifth of a worker's own CPU
+        # per job) are sent only while something watches: `inferq flower` turns
+        # them on at its start and Flower renews that every 5 s. Worker events
+        # (heartbeats, online/offline) always flow, so Flower lists every worker.
+        worker_send_task_events=False,
         # A "task-sent" event would cost the API a second Redis publish per job
         # (a third of the submit path), for a state Flower can show anyway.
         task_send_sent_event=False,

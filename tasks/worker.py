@@ -186,6 +186,5 @@ def run(
             loglevel,
             "--without-gossip",
             "--without-mingle",
-            "--task-events",
         ]
     )

@@ -74,7 +74,11 @@ def flower() -> None:
         credentials = f"admin:{secrets.token_urlsafe(18)}"
         click.echo(f"Flower at http://{address}:{port} — user/password: {credentials}")
     options = [f"--address={address}", f"--port={port}", f"--basic-auth={credentials}", "--purge_offline_workers=60"]
-    create_celery(config).start(["flower", *options])
+    celery = create_celery(config)
+    # Workers send task events only while watched (tasks.celery_app): turn them
+    # on before Flower listens, so it sees every task from its first second.
+    celery.control.enable_events(reply=True, timeout=2)
+    celery.start(["flower", *options])
 
 
 @click.command("prepare-models")

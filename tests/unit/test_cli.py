@@ -111,11 +111,21 @@ def test_api_hands_its_arguments_to_gunicorn(invoke, monkeypatch):
     ]  # fmt: skip
 
 
+class FakeControl:
+    def __init__(self) -> None:
+        self.events_enabled = False
+
+    def enable_events(self, **_: object) -> None:
+        self.events_enabled = True
+
+
 class FakeCelery:
     def __init__(self) -> None:
         self.started: list[str] | None = None
+        self.control = FakeControl()
 
     def start(self, argv: list[str]) -> None:
+        assert self.control.events_enabled, "workers' task events are turned on before Flower listens"
         self.started = argv
 
 
