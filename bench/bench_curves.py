@@ -132,7 +132,7 @@ def report(curves: Curves, args) -> str:
         rows.append((f"c={level} output tok/s", f"{ours['throughput']:.1f}", f"{theirs['throughput']:.1f}",
                      f"{ours['throughput'] / theirs['throughput']:.2f}x"))  # fmt: skip
         for metric, label in (("p50", "latency p50"), ("p99", "latency p99")):
-            rows.append((f"c={level} {label}", f"{ours[metric]:.2f} s", f"{theirs[metric]:.2f} s",
+            rows.append((f"c={level} {label}", _seconds(ours[metric]), _seconds(theirs[metric]),
                          f"{ours[metric] / theirs[metric]:.2f}x"))  # fmt: skip
         added = (ours["ttft_p50"] - theirs["ttft_p50"]) * 1000
         rows.append((f"c={level} TTFT p50", f"{ours['ttft_p50'] * 1000:.1f} ms", f"{theirs['ttft_p50'] * 1000:.1f} ms",
@@ -144,6 +144,11 @@ def report(curves: Curves, args) -> str:
             table(rows, ("concurrency / metric", "inferq", "vllm serve", "inferq/vllm")),
         ]
     )
+
+
+def _seconds(value: float) -> str:
+    """Short latencies in ms (a 1-token request's few ms added must show), long ones in s."""
+    return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"
 
 
 def plot(curves: Curves, args) -> None:
