@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import wraps
 
 from flask import jsonify, request
@@ -23,10 +22,10 @@ from app.schemas.queue import (
 )
 from app.streaming import sse_response
 from tasks.jobs import ALREADY_ENDED, Idempotency, Job
+from tasks.jobs.event_hub import is_event_id
 from tasks.protocol.errors import APIError, InvalidRequest, NotFound
 
 blueprint = Blueprint("queue", __name__, tag="Queue", prefixes={"": "/queue"}, description="Queued jobs.")
-EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -145,7 +144,7 @@ def stream_job(job_id: str):
             code="stream_expired",
         )
     last_event_id = request.headers.get("Last-Event-ID", "0-0")
-    if not EVENT_ID.fullmatch(last_event_id):
+    if not is_event_id(last_event_id):
         raise InvalidRequest("Last-Event-ID must be an event id this stream sent.", param="Last-Event-ID")
     return sse_response(job, resumable=True, abort_on_disconnect=False, last_event_id=last_event_id)
 

@@ -31,6 +31,21 @@ ERROR_PAUSE_SECONDS = 0.5
 Entry = tuple[str, dict[str, str]]
 
 
+#: The largest part of a stream entry id Redis accepts (two unsigned 64-bit numbers).
+_ID_PART_MAX = 2**64 - 1
+
+
+def is_event_id(text: str) -> bool:
+    """Whether `text` is an id Redis takes as a stream cursor (`<ms>-<seq>`).
+
+    Checked before a cursor joins the shared read: Redis refuses the whole
+    XREAD for one bad id, which would fail every waiter of the process.
+    """
+    millis, dash, seq = text.partition("-")
+    parts = (millis, seq)
+    return bool(dash) and all(p.isascii() and p.isdigit() and int(p) <= _ID_PART_MAX for p in parts)
+
+
 def _order(entry_id: str) -> tuple[int, int]:
     millis, _, seq = entry_id.partition("-")
     return int(millis), int(seq or 0)
@@ -82,6 +97,8 @@ class EventHub:
         self._thread: threading.Thread | None = None
 
     def join(self, key: str, cursor: str) -> Waiter:
+        if not is_event_id(cursor):
+            raise ValueError(f"not a stream entry id: {cursor!r}")
         waiter = Waiter(self, key, cursor)
         with self.lock:
             self._waiters[key].append(waiter)
