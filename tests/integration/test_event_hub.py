@@ -90,7 +90,7 @@ def test_a_waiter_that_joins_a_blocked_read_is_taken_into_it(jobs):
 def test_a_cursor_redis_would_refuse_never_joins_the_shared_read(jobs):
     """One bad id would fail the whole XREAD, every other waiter of the process with it."""
     with jobs.watch("fine") as fine:
-        for bad in ("18446744073709551616-0", "1-x", "nonsense", "-1"):
+        for bad in ("18446744073709551616-0", "1-x", "nonsense", "-1", "\u0661-1"):
             with pytest.raises(ValueError):
                 jobs.watch("bad", bad)
         add(jobs, "fine", "still served")
