@@ -184,6 +184,8 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--png", default=str(REPO / "docs" / "bench-curves.png"))
     args = parser.parse_args()
+    if args.png:
+        import matplotlib  # noqa: F401 - fail now, not after half an hour of load (`make bench` installs it)
     began, curves = time.time(), Curves()
     for round_ in range(args.rounds):
         print(f"round {round_ + 1} of {args.rounds}", flush=True)
