@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.tokenizers import TokenizerCache
     from tasks.celery_app import create_celery
-    from tasks.dispatch import dispatch
+    from tasks.dispatch import CeleryBroker
     from tasks.jobs import JobService, Policy
     from tasks.redis_client import redis_client
 
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["inferq.settings"] = settings
     celery = app.extensions["celery"] = create_celery(settings)
     app.extensions["inferq.jobs"] = JobService(
-        redis_client(settings.redis_url), Policy.from_settings(settings), send=lambda job: dispatch(celery, job)
+        redis_client(settings.redis_url), Policy.from_settings(settings), broker=CeleryBroker(celery)
     )
     app.extensions["inferq.tokenizers"] = TokenizerCache()
     register_error_handlers(app)

@@ -91,7 +91,8 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=2)
     args = parser.parse_args()
     began, rows = time.time(), []
-    limits = {"INFERQ_MAX_OPEN_JOBS_PER_KEY": str(max(args.backlogs) + args.history + 10)}
+    # The filler key holds the warm-up's 200 and the largest backlog; no key may reach its cap.
+    limits = {"INFERQ_MAX_OPEN_JOBS_PER_KEY": str(max(args.backlogs) + 200 + args.history + args.submit)}
     with inferq_stack(api_workers=args.api_workers, with_worker=False, **limits) as stack:
         keys = KeyStore(stack.redis.client())
         filler, _ = keys.create(name="filler", rpm=10_000_000)

@@ -8,11 +8,17 @@ the job store with `message_ids` and re-sends what the broker lost.
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+
 import redis
 from celery import Celery
+from kombu.serialization import dumps
 from redis.commands.core import Script
 
 from tasks.celery_app import PRIORITY_STEPS, QUEUE_SEPARATOR
+from tasks.jobs.broker import BrokerMessage
 from tasks.jobs.record import Job
 
 GENERATE_TASK = "inferq.generate"
@@ -48,14 +54,66 @@ def dispatch(celery: Celery, job: Job) -> None:
         queue=queue_name(job.model),
         task_id=job.id,
         priority=job.priority,
-        kwargsrepr=repr({"model": job.model, "endpoint": job.endpoint}),
+        kwargsrepr=_kwargsrepr(job),
     )
+
+
+class CeleryBroker:
+    """tasks.jobs.broker.Broker on Celery: `send` publishes through kombu, `message` builds what it would push.
+
+    `message` is for the submit step, which pushes it in the same Lua call that
+    writes the record. Celery builds the task message (`as_task_v2`, the
+    headers and body `send_task` sends); the envelope around it is kombu's
+    Redis transport's format: a base64 body, a fresh delivery tag, the anonymous
+    exchange with the queue as routing key (what `send_task(queue=...)`
+    publishes), and one list per priority step. `tests/integration/test_dispatch.py`
+    holds it equal to what `send_task` pushes, so a kombu upgrade that changes the
+    format fails there, not in production.
+    """
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def send(self, job: Job) -> None:
+        dispatch(self.celery, job)
+
+    def message(self, job: Job) -> BrokerMessage:
+        queue = queue_name(job.model)
+        task = self.celery.amqp.as_task_v2(
+            job.id, TASK_FOR_KIND[job.request.kind], args=[job.id], kwargsrepr=_kwargsrepr(job), ignore_result=None
+        )
+        content_type, encoding, body = dumps(task.body, serializer="json")
+        properties = {
+            **task.properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": job.priority,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        envelope = {
+            "body": base64.b64encode(body.encode() if isinstance(body, str) else body).decode(),
+            "content-encoding": encoding,
+            "content-type": content_type,
+            "headers": task.headers,
+            "properties": properties,
+        }
+        return BrokerMessage(broker_list(job.model, job.priority), json.dumps(envelope))
+
+
+def _kwargsrepr(job: Job) -> str:
+    return repr({"model": job.model, "endpoint": job.endpoint})
+
+
+def broker_list(model: str, priority: int) -> str:
+    """The list kombu's Redis transport pushes a message of this priority to (priorities clamp to the steps)."""
+    step = min(max(priority, PRIORITY_STEPS[0]), PRIORITY_STEPS[-1])
+    return queue_name(model) if step == 0 else f"{queue_name(model)}{QUEUE_SEPARATOR}{step}"
 
 
 def broker_lists(model: str) -> list[str]:
     """Kombu's Redis transport keeps one list per priority step: `<queue>` for 0, `<queue><sep><p>` above."""
-    queue = queue_name(model)
-    return [queue if step == 0 else f"{queue}{QUEUE_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+    return [broker_list(model, step) for step in PRIORITY_STEPS]
 
 
 def waiting_messages(client: redis.Redis, model: str) -> int:

@@ -25,7 +25,7 @@ from tasks.batches.runner import BatchRunner
 from tasks.cancellation import CancelListener
 from tasks.celery_app import create_celery
 from tasks.consumer_watch import ConsumerWatch
-from tasks.dispatch import dispatch, message_ids, waiting_messages
+from tasks.dispatch import CeleryBroker, message_ids, waiting_messages
 from tasks.drain import Drain
 from tasks.files import FileService
 from tasks.heartbeat import INTERVAL as HEARTBEAT_SECONDS
@@ -68,7 +68,7 @@ class Chores:
     def __init__(self, config: Settings, spec: ModelSpec, name: str, celery: Celery) -> None:
         self.config, self.spec, self.name, self.celery = config, spec, name, celery
         self.store = JobService(
-            redis_client(config.redis_url), Policy.from_settings(config), send=lambda job: dispatch(celery, job)
+            redis_client(config.redis_url), Policy.from_settings(config), broker=CeleryBroker(celery)
         )
         self.keeper = LeaseKeeper(self.store)
         self.consumer = ConsumerWatch(

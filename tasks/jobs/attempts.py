@@ -137,8 +137,8 @@ class Attempts:
 
     def resend_queued(self: JobService, job_id: str) -> None:
         job = self.get(job_id)
-        if job is not None and job.status == "queued" and self.send is not None:
-            self.send(job)
+        if job is not None and job.status == "queued" and self.broker is not None:
+            self.broker.send(job)
 
     def hold_leases(self: JobService, job_ids: list[str]) -> None:
         """A worker received these jobs' messages: it answers for them from now on."""

@@ -65,8 +65,8 @@ class Recovery:
             if job.status == "in_progress":
                 # Its worker may be alive but stalled: tell that attempt to stop if it wakes.
                 self.redis.publish(k.cancel_channel, f"{job_id} {job.attempts}")
-            if self.send is not None:
-                self.send(job)
+            if self.broker is not None:
+                self.broker.send(job)
         elif outcome == FAILED_FOR_GOOD:
             log.error("job %s failed after %d attempts, each ending with its worker", job_id, job.attempts)
         return outcome
@@ -104,5 +104,5 @@ class Recovery:
 
     def resend(self: JobService, job: Job) -> None:
         """Send a queued job's message again; a duplicate is harmless (the claim starts a job once)."""
-        if self.send is not None:
-            self.send(job)
+        if self.broker is not None:
+            self.broker.send(job)

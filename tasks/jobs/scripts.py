@@ -58,11 +58,12 @@ end
 """
 )
 
-# KEYS: job, queue, deadlines, owner jobs, tombstone, stats, open, waiting.
+# KEYS: job, queue, deadlines, owner jobs, tombstone, stats, open, waiting[, broker list].
 # ARGV: job id, owner, model, priority, request json, endpoint, expires in ('' = never),
 #       listed (0/1), record ttl, max open, max waiting, wait seconds ('' = nobody waits),
-#       meta json ('' = none: what the submitting route echoes back, e.g. a Responses object's parameters).
-# Checks the owner's caps, then writes the record and indexes it in one step.
+#       meta json ('' = none: what the submitting route echoes back, e.g. a Responses object's parameters),
+#       the broker message (with the broker list; tasks.jobs.broker).
+# Checks the owner's caps, then writes the record, indexes it and pushes its message in one step.
 # Returns {'ok', created_at, position}, {'open_full' | 'waiting_full', count}, or {'exists'}
 # when a job with this id was already written (a batch line submitted again).
 SUBMIT = (
@@ -101,6 +102,7 @@ end
 redis.call('ZADD', KEYS[7], now, ARGV[1])
 redis.call('EXPIRE', KEYS[7], ttl)
 redis.call('HINCRBY', KEYS[6], 'submitted:' .. ARGV[3], 1)
+if KEYS[9] then redis.call('LPUSH', KEYS[9], ARGV[14]) end
 return {'ok', tostring(now), redis.call('ZRANK', KEYS[2], ARGV[1])}
 """
 )

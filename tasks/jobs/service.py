@@ -13,7 +13,6 @@ tasks.jobs.attempt_scripts), judged by Redis's clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,10 +20,10 @@ from redis.commands.core import Script
 
 from tasks.jobs import attempt_scripts, scripts
 from tasks.jobs.attempts import Attempts
+from tasks.jobs.broker import Broker
 from tasks.jobs.delta_writer import DeltaWriter
 from tasks.jobs.policy import Policy
 from tasks.jobs.reads import JobReads
-from tasks.jobs.record import Job
 from tasks.jobs.recovery import Recovery
 from tasks.jobs.submission import Submission
 from tasks.keyspace import KEYS, Keyspace
@@ -36,18 +35,18 @@ REPLICA_WAIT_MS = 100
 
 
 class JobService(Submission, Attempts, Recovery, JobReads):
-    """`send` puts a job's message on the broker (tasks.dispatch); the API and the reconciler pass one."""
+    """`broker` takes jobs' messages (tasks.dispatch.CeleryBroker); the API, the workers and the reconciler pass one."""
 
     def __init__(
         self,
         client: redis.Redis,
         policy: Policy | None = None,
-        send: Callable[[Job], None] | None = None,
+        broker: Broker | None = None,
         keys: Keyspace = KEYS,
     ) -> None:
         super().__init__(client, keys)
         self.policy = policy or Policy()
-        self.send = send
+        self.broker = broker
         self._memory_checked_at, self._memory_full = float("-inf"), False
         register = client.register_script
         self._submit = register(scripts.SUBMIT)

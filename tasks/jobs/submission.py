@@ -53,7 +53,7 @@ class Submission:
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> Job:
-        """Queue a job: its record, then its broker message, so no worker sees a job without a record.
+        """Queue a job: its record and its broker message, in one step.
 
         `listed` jobs appear in the owner's job list and keep everything for the
         retention time. `wait_seconds`: the caller holds a connection this long
@@ -63,7 +63,7 @@ class Submission:
         instead (a different body is a 409), and of two racing submissions one wins.
         With `job_id` (a batch line's, derived from its batch and index), a job
         that already exists under that id is returned as it is: submitting twice adds nothing.
-        (A job whose message is lost between the two steps is re-sent by the
+        (A message Redis loses later, with an AOF tail, is re-sent by the
         reconciler's orphan sweep.) `endpoint` names the route that renders the
         job when it is not the request's own (`responses`: a chat request shown as a
         Response object), and `meta` is what that route echoes back (kept in the record).
@@ -77,10 +77,8 @@ class Submission:
         if not fresh:
             return job  # it existed already: its message was sent by whoever wrote it
         if idempotency is not None and not self._remember(owner, idempotency, job.id):
-            self.cancel(job)  # a concurrent submission with this key won: ours never runs
+            self.cancel(job)  # a concurrent submission with this key won: its worker skips ours
             return self.replay(owner, idempotency) or job
-        if self.send is not None:
-            self.send(job)
         return job
 
     def _write(
@@ -97,6 +95,8 @@ class Submission:
     ) -> tuple[Job, bool]:
         """The job, and whether this call wrote it (False: one with `job_id` existed)."""
         job_id, k, policy = job_id or new_job_id(), self.keys, self.policy
+        job = Job(job_id, owner, request.model, "queued", request, priority, listed=listed, meta=meta)
+        job.endpoint = endpoint or request.endpoint
         keys = [
             k.job(job_id),
             k.queue(request.model),
@@ -113,7 +113,7 @@ class Submission:
             request.model,
             priority,
             _compact(request.to_json()),
-            endpoint or request.endpoint,
+            job.endpoint,
             "" if expires_in is None else expires_in,
             int(listed),
             policy.retention + TOMBSTONE_EXTRA,
@@ -122,14 +122,16 @@ class Submission:
             "" if wait_seconds is None else wait_seconds,
             "" if meta is None else _compact(meta),
         ]
+        if self.broker is not None:
+            message = self.broker.message(job)
+            keys.append(message.list_key)
+            args.append(message.payload)
         reply = self._guarded(self._submit, keys, args)
         if reply[0] == b"exists":
             return self.get(job_id) or Job(job_id, owner, request.model, "expired", request), False
         if reply[0] != b"ok":
             raise self._over_cap(reply[0].decode(), int(reply[1]), request.model)
-        created = float(reply[1])
-        job = Job(job_id, owner, request.model, "queued", request, priority, 0, created, listed=listed, meta=meta)
-        job.endpoint = endpoint or request.endpoint
+        created = job.created_at = float(reply[1])
         job.expires_at = created + expires_in if expires_in is not None else None
         job.position = int(reply[2]) if reply[2] is not None else None
         return job, True

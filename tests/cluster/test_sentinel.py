@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tasks.celery_app import create_celery
-from tasks.dispatch import dispatch, message_ids, queue_name
+from tasks.dispatch import CeleryBroker, message_ids, queue_name
 from tasks.jobs import JobService, Policy
 from tasks.reconciler import Reconciler
 from tasks.redis_client import redis_client
@@ -100,9 +100,10 @@ def test_the_job_store_broker_and_limiter_follow_a_failover(sentinel_stack):
 
     store = app.extensions["inferq.jobs"]
     assert all(store.get(job_id).status == "queued" for job_id in timeline.accepted), "no accepted job was lost"
-    # What the failover lost of the broker's messages (sent after the job was written), the sweep sends again.
+    # A job and its message are one write, replicated together; a message the failover
+    # lost anyway, the sweep sends again.
     celery = create_celery(settings)
-    sweeper = JobService(redis_client(settings.redis_url), Policy(), send=lambda job: dispatch(celery, job))
+    sweeper = JobService(redis_client(settings.redis_url), Policy(), broker=CeleryBroker(celery))
     reconciler = Reconciler(
         sweeper, 30, 5, models=[GHOST_MODEL], broker_ids=lambda m: message_ids(sweeper.redis, m), orphan_after=0
     )

@@ -20,9 +20,7 @@ from workers.sampling import Sampling
 
 @pytest.fixture
 def jobs(redis_server):
-    service = JobService(
-        redis_server.client(), Policy(retention=3600), send=lambda job: None, keys=Keyspace(f"t{time.time_ns()}")
-    )
+    service = JobService(redis_server.client(), Policy(retention=3600), keys=Keyspace(f"t{time.time_ns()}"))
     yield service
     service.deltas.stop()
 

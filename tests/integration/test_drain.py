@@ -14,6 +14,7 @@ from tasks.jobs import JobService, Policy, Superseded
 from tasks.jobs.recovery import FAILED_FOR_GOOD, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.requests import GenerationRequest
+from tests.harness import RecordingBroker
 from workers.outputs import Choice, Delta
 from workers.sampling import Sampling
 
@@ -21,12 +22,9 @@ USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 
 
 def service(redis_server, **policy) -> JobService:
-    sent: list = []
-    jobs = JobService(
-        redis_server.client(), Policy(retention=3600, **policy), send=sent.append, keys=Keyspace(f"t{time.time_ns()}")
-    )
-    jobs.sent = sent
-    return jobs
+    keys = Keyspace(f"t{time.time_ns()}")
+    broker = RecordingBroker(redis_server.client(), keys.job("broker"))
+    return JobService(redis_server.client(), Policy(retention=3600, **policy), broker=broker, keys=keys)
 
 
 def generation(model="m"):
@@ -43,7 +41,7 @@ def test_a_handed_back_job_is_queued_again_at_once_and_its_attempt_is_fenced(red
     first = jobs.claim(job.id, "m", "draining")
     assert jobs.hand_back(first)
     record = jobs.get(job.id)
-    assert record.status == "queued" and jobs.sent[-1].id == job.id, "queued again and its message re-sent"
+    assert record.status == "queued" and jobs.broker.sent[-1] == job.id, "queued again and its message re-sent"
     assert jobs.redis.zscore(jobs.keys.leases, job.id) is None and jobs.position(record) == 0
     assert not jobs.hand_back(first), "once"
     second = jobs.claim(job.id, "m", "other")
@@ -83,9 +81,9 @@ def test_a_received_job_never_started_is_let_go_once(redis_server):
     jobs = service(redis_server)
     job = jobs.submit(owner="k", request=generation())
     jobs.hold_leases([job.id])
-    sent = len(jobs.sent)
+    sent = len(jobs.broker.sent)
     assert jobs.unhold(job.id) and jobs.redis.zscore(jobs.keys.leases, job.id) is None
-    assert len(jobs.sent) == sent + 1, "its message is re-sent at once"
+    assert len(jobs.broker.sent) == sent + 1, "its message is re-sent at once"
     assert not jobs.unhold(job.id), "a second look re-sends nothing"
     jobs.hold_leases([job.id])
     jobs.claim(job.id, "m", "w")

@@ -14,6 +14,7 @@ from tasks.jobs.recovery import ENDED_CANCELLED, LEFT_ALONE, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.errors import APIError, NotFound
 from tasks.protocol.requests import GenerationRequest
+from tests.harness import RecordingBroker
 from workers.sampling import Sampling
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
@@ -22,12 +23,9 @@ USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 @pytest.fixture()
 def jobs(redis_server, request):
     """A service on its own key prefix, so tests never see each other's jobs."""
-    sent = []
-    service = JobService(
-        redis_server.client(), Policy(retention=3600), send=sent.append, keys=Keyspace(f"t{time.time_ns()}")
-    )
-    service.sent = sent
-    return service
+    keys = Keyspace(f"t{time.time_ns()}")
+    broker = RecordingBroker(redis_server.client(), keys.job("broker"))
+    return JobService(redis_server.client(), Policy(retention=3600), broker=broker, keys=keys)
 
 
 def requeue(jobs, job_id, cut_off):
@@ -51,7 +49,7 @@ def billed(jobs, owner):
 
 def test_submit_writes_the_record_then_sends_the_message(jobs):
     job = jobs.submit(owner="k1", request=generation(), priority=3)
-    assert jobs.sent == [job] and job.position == 0
+    assert jobs.broker.sent == [job.id] and job.position == 0
     stored = jobs.get(job.id)
     assert (stored.status, stored.owner, stored.priority, stored.attempts) == ("queued", "k1", 3, 0)
     assert stored.request == generation()
@@ -72,7 +70,7 @@ def test_a_superseded_attempt_is_neither_written_nor_billed(jobs):
     job = jobs.submit(owner="k2", request=generation())
     first = jobs.claim(job.id, "m")
     _stale, cut_off = jobs.stale_leases(0)  # every lease so far counts as stale
-    assert requeue(jobs, job.id, cut_off) == REQUEUED and jobs.sent[-1].id == job.id
+    assert requeue(jobs, job.id, cut_off) == REQUEUED and jobs.broker.sent[-1] == job.id
     second = jobs.claim(job.id, "m")
     assert second.attempt == 2
     assert not jobs.finish(first, "completed", result={"from": "first"}, usage=USAGE)
@@ -134,7 +132,7 @@ def test_an_overdue_job_expires_instead_of_running(jobs):
 def test_idempotency_returns_the_first_job_and_refuses_another_body(jobs):
     first = jobs.submit(owner="k", request=generation(), idempotency=Idempotency.of("abc", b"body"))
     again = jobs.submit(owner="k", request=generation(), idempotency=Idempotency.of("abc", b"body"))
-    assert again.id == first.id and len(jobs.sent) == 1
+    assert again.id == first.id and len(jobs.broker.sent) == 1
     other_key = jobs.submit(owner="other", request=generation(), idempotency=Idempotency.of("abc", b"body"))
     assert other_key.id != first.id, "keys are scoped to their owner"
     with pytest.raises(APIError) as refused:

@@ -10,30 +10,24 @@ import time
 import pytest
 
 from tasks.celery_app import create_celery
-from tasks.dispatch import broker_lists, dispatch, message_ids
+from tasks.dispatch import CeleryBroker, broker_lists, message_ids
 from tasks.jobs import JobService, Policy, Superseded
 from tasks.jobs.recovery import FAILED_FOR_GOOD, LOCK_LOST, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.errors import APIError
 from tasks.protocol.requests import GenerationRequest
 from tasks.reconciler import Reconciler
-from tests.harness import wait_until
+from tests.harness import RecordingBroker, wait_until
 from workers.outputs import Choice, Delta
 from workers.sampling import Sampling
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 
 
-def service(redis_server, send=None, **policy) -> JobService:
-    sent = []
-    jobs = JobService(
-        redis_server.client(),
-        Policy(retention=3600, **policy),
-        send=send or sent.append,
-        keys=Keyspace(f"t{time.time_ns()}"),
-    )
-    jobs.sent = sent
-    return jobs
+def service(redis_server, broker=None, **policy) -> JobService:
+    keys = Keyspace(f"t{time.time_ns()}")
+    broker = broker or RecordingBroker(redis_server.client(), keys.job("broker"))
+    return JobService(redis_server.client(), Policy(retention=3600, **policy), broker=broker, keys=keys)
 
 
 def generation(model="m", prompt=(1, 2, 3)):
@@ -70,7 +64,7 @@ def test_a_round_that_lost_its_lock_changes_nothing(redis_server):
     job = jobs.submit(owner="k", request=generation())
     jobs.claim(job.id, "m")
     assert stale_round(jobs, job.id, token="another round") == LOCK_LOST
-    assert jobs.get(job.id).status == "in_progress" and len(jobs.sent) == 1
+    assert jobs.get(job.id).status == "in_progress" and len(jobs.broker.sent) == 1
 
 
 def test_a_superseded_attempt_cannot_stream_into_the_new_one(redis_server):
@@ -177,7 +171,7 @@ def test_new_jobs_are_refused_with_a_503_above_the_memory_high_water(redis_serve
 def test_the_orphan_sweep_resends_a_job_whose_broker_message_is_gone(redis_server, base_config):
     model = f"orphan{time.time_ns()}"
     celery = create_celery(base_config)
-    jobs = service(redis_server, send=lambda job: dispatch(celery, job))
+    jobs = service(redis_server, broker=CeleryBroker(celery))
     sweep = Reconciler(jobs, 30, 1, models=[model], broker_ids=lambda m: message_ids(jobs.redis, m), orphan_after=0.01)
     kept, lost = (jobs.submit(owner="k", request=generation(model)) for _ in range(2))
     assert message_ids(jobs.redis, model) == {kept.id, lost.id}
