@@ -103,6 +103,8 @@ class EventHub:
         with self.lock:
             self._waiters[key].append(waiter)
             interrupt = self._blocked and self._client_id
+            # One interrupt ends the read; whoever joins before the next one starts is in it.
+            self._blocked = False
             self._joined.notify()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="inferq-event-hub", daemon=True)
@@ -127,10 +129,12 @@ class EventHub:
         while True:
             with self.lock:
                 self._joined.wait_for(lambda: bool(self._waiters))
-                streams = {key: min((w.cursor for w in ws), key=_order) for key, ws in self._waiters.items()}
             try:
                 client = self._connection()
                 with self.lock:
+                    # Taken with the flag in one hold of the lock: a waiter missing from this read
+                    # joins after it, sees the flag and interrupts the read.
+                    streams = {key: min((w.cursor for w in ws), key=_order) for key, ws in self._waiters.items()}
                     self._blocked = True
                 reply = client.xread(streams, block=BLOCK_MS)
             except redis.RedisError as exc:
