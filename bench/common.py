@@ -77,8 +77,8 @@ async def concurrent(url: str, bodies: list[dict]) -> Run:
     return Run([r[0] for r in results], sum(r[1] for r in results), wall)
 
 
-def table(rows: list[tuple[str, str, str, str]], header: tuple[str, str, str, str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r):
         return "  ".join(
