@@ -64,7 +64,13 @@ class BatchRunner:
         self._release = jobs.redis.register_script(_RELEASE)
 
     def run_once(self) -> int:
-        """One round over every active batch, unless another process holds the round; batches stepped."""
+        """One round over every active batch, unless another process holds the round; batches stepped.
+
+        With no active batch (the usual case) a round is one read: every worker
+        runs this each second, and the lock's two round trips would buy nothing.
+        """
+        if not self.batches.active():
+            return 0
         token, lock = secrets.token_hex(8), self.jobs.keys.batch_lock
         if not self.jobs.redis.set(lock, token, nx=True, px=LOCK_MS):
             return 0
