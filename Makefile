@@ -86,6 +86,8 @@ bench: install redis models
 	$(PIP) install -q -e '.[cpu,test,dev,bench]'
 	$(PY) bench/bench_curves.py
 	$(PY) bench/bench_cpu.py
+	$(PY) bench/bench_threads.py
+	$(PY) bench/bench_hops.py
 	$(PY) bench/bench_embeddings.py
 	$(PY) bench/bench_submit.py
 	$(PY) bench/bench_precision.py
