@@ -7,7 +7,8 @@ streamed requests of `--stream-tokens`, for time to first token. At c = 1 the
 request is repeated `--single` times one after the other. The stacks
 alternate (inferq, vllm serve, inferq, ...) for `--rounds` rounds and every
 figure is the median over the rounds; the ratios are of those medians. The
-plot (throughput and TTFT against concurrency, both stacks) goes to `--png`.
+plot (throughput and TTFT against concurrency, both stacks) goes to `--png`
+(by default, for a run of every level only, `docs/bench-curves.png`).
 
     .venv/bin/python bench/bench_curves.py [--rounds 3] [--tokens 32] [--png docs/bench-curves.png]
 """
@@ -182,8 +183,10 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=4, help="sequential requests at concurrency 1")
     parser.add_argument("--levels", type=lambda s: [int(c) for c in s.split(",")], default=list(LEVELS))
     parser.add_argument("--api-workers", type=int, default=1)
-    parser.add_argument("--png", default=str(REPO / "docs" / "bench-curves.png"))
+    parser.add_argument("--png", help="where the plot goes (default: docs/bench-curves.png, for the full run only)")
     args = parser.parse_args()
+    if args.png is None and args.levels == list(LEVELS):
+        args.png = str(REPO / "docs" / "bench-curves.png")  # a partial run must not replace the README's curves
     if args.png:
         import matplotlib  # noqa: F401 - fail now, not after half an hour of load (`make bench` installs it)
     began, curves = time.time(), Curves()
