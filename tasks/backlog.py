@@ -2,8 +2,9 @@
 
 A scaler that reads one list length undercounts: kombu's Redis transport keeps
 one list per priority step of a queue (`tasks.dispatch.broker_lists`), and a
-message a worker has received sits in none of them (it moves to kombu's
-`unacked` hash). What is knowable, and from where:
+message a worker has received sits in none of them (it is in the worker's
+memory only: kombu's ack emulation is off, see tasks.celery_app). What is
+knowable, and from where:
 
 - `waiting`: messages in every priority list of the model's queue (the broker);
 - `reserved`: jobs a worker has received but not started. A worker takes a
@@ -11,10 +12,9 @@ message a worker has received sits in none of them (it moves to kombu's
   the job stays `queued` until its task claims it: leased and `queued`;
 - `running`: leased and `in_progress` (the claim sets both in one step).
 
-The job store answers the last two, not `unacked`: a warm-shut-down or dead
-worker's messages can linger there for the whole visibility timeout while
-their jobs are already queued again, and would be counted twice. A message
-between its BRPOP and the worker's lease (a few milliseconds) is in neither.
+The job store answers the last two: a worker's memory cannot be read, and
+its leases say what it holds. A message between its BRPOP and the worker's
+lease (a few milliseconds) is in neither.
 A duplicate message (re-sent by the orphan sweep) counts in `waiting` until a
 worker takes and drops it.
 """

@@ -2,9 +2,20 @@
 
 The settings here are what keeps accepted jobs alive through worker crashes
 and Redis restarts (see the design brief): late acks, requeue on a lost
-worker, one reserved message per free slot, a visibility timeout above the
-longest generation, and JSON only (pickle would hand code execution to
-whoever reaches Redis).
+worker, one reserved message per free slot, and JSON only (pickle would hand
+code execution to whoever reaches Redis).
+
+Kombu's ack emulation is off. With it, every message received and every ack
+is a MULTI transaction on Redis (the `unacked` hash and its index), fsynced,
+on the path between a submit and its claim: a round trip each way per job and
+a fifth of the worker's own CPU. Nothing relies on it: a worker takes a lease
+on every job the moment its message arrives, a dead worker's leases lapse and
+the reconciler re-queues and re-sends its jobs (tasks.reconciler), and a job
+queued with no message anywhere (one popped by a worker that died before its
+lease) is re-sent by the orphan sweep. Kombu's own redelivery of `unacked`
+came after a visibility timeout of hours, later than both. A worker that
+stops gracefully still puts back what it reserved (kombu restores its
+delivered messages when the channel closes).
 
 A `rediss://` URL gets `broker_use_ssl` from the same URL, a `sentinel://` URL
 kombu's Sentinel broker URL and `master_name` (tasks.redis_client):
@@ -33,7 +44,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     broker, sentinel_options = celery_broker(settings.redis_url)
     app = Celery("inferq", broker=broker, include=["tasks.inference", "tasks.embeddings"])
     transport = {
-        "visibility_timeout": settings.visibility_timeout,
+        "ack_emulation": False,
         "priority_steps": PRIORITY_STEPS,
         "sep": QUEUE_SEPARATOR,
         "queue_order_strategy": "priority",
@@ -51,7 +62,6 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options=transport,
-        visibility_timeout=settings.visibility_timeout,
         task_default_priority=DEFAULT_PRIORITY,
         task_queue_max_priority=PRIORITY_STEPS[-1],
         # Task events (three Redis publishes per task, a fifth of a worker's own CPU

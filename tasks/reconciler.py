@@ -4,9 +4,9 @@ A worker holds a lease on every job it has received (reserved or running)
 and renews them every couple of seconds. If it dies (SIGKILL, OOM, host
 gone), its leases go stale; the reconciler, which runs in every worker and
 takes turns through a Redis lock, marks those jobs queued again and re-sends
-their messages. The broker's own redelivery (after the visibility timeout)
-may later deliver the old message too: the job record's compare-and-set
-start makes that a no-op. A job whose workers die on every attempt fails
+their messages. An old message that still turns up (put back by a worker
+that stopped gracefully) is harmless: the job record's compare-and-set start
+makes it a no-op. A job whose workers die on every attempt fails
 after INFERQ_MAX_ATTEMPTS. Queued jobs whose broker message is gone (a send
 that never happened, a Redis crash that lost its last writes) are re-sent.
 """

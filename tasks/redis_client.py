@@ -22,7 +22,7 @@ option (`celery_broker`), and the rate limiter's `redis+sentinel://`
 storage (`limiter_storage`, reading the master only). The password in the URL
 is the data nodes'; Sentinels that require one of their own take
 `?sentinel_password=`. Redis Cluster is not supported: kombu's Redis
-transport needs every queue list, `unacked` and its index on one node.
+transport reads every priority list of a queue with one multi-key BRPOP.
 """
 
 from __future__ import annotations

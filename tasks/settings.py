@@ -57,7 +57,6 @@ class Settings:
     worker_heartbeat_ttl: float = _setting(15.0, "a worker is live while its heartbeat is younger than this")
     sync_timeout_seconds: float = _setting(600.0, "a synchronous request waits this long for its result, then 504")
     job_retention_seconds: int = _setting(24 * 3600, "finished jobs (records and streams) are kept this long")
-    visibility_timeout: int = _setting(4 * 3600, "broker redelivery timeout; must exceed the longest generation")
     lease_renew_seconds: float = _setting(2.0, "a worker renews the leases of the jobs it holds this often")
     lease_timeout_seconds: float = _setting(30.0, "a lease not renewed this long means its worker died: re-queue")
     reconcile_seconds: float = _setting(5.0, "how often the reconciler looks for stale leases and overdue jobs")

@@ -1,8 +1,9 @@
 """The backlog an autoscaler reads, checked against the true count on a real Redis and kombu transport.
 
 No model runs here: the jobs are taken off the broker the way a worker's
-consumer takes them (kombu's Redis channel, which moves each message into its
-`unacked` hash), held as the worker holds them on `task_received`, and
+consumer takes them (kombu's Redis channel, configured as the worker's: the
+message leaves Redis for the consumer's memory), held as the worker holds
+them on `task_received`, and
 started as its task starts them (the job service's claim). The counts are
 known by construction and each is checked against Redis's own state too.
 """
@@ -68,13 +69,15 @@ def test_backlog_counts_every_priority_list_reserved_and_running(stack):
             keeper.hold(job_id)  # what the worker does on task_received
         claim = store.claim(held[0], MODEL, "backlog-tests@host-1")  # what its task does when it starts
         assert claim is not None
-        assert redis.hlen("unacked") == 3, "the broker holds the three reserved messages outside every list"
-        assert sum(redis.llen(key) for key in broker_lists(MODEL)) == 3
+        assert sum(redis.llen(key) for key in broker_lists(MODEL)) == 3, "three reserved ones left every list"
+        assert not redis.exists("unacked"), "no ack emulation: a reserved message is in the consumer's memory"
         check_reported(stack.app, Backlog(MODEL, waiting=3, reserved=2, running=1))
 
         assert store.finish(claim, "completed", result={}, usage={"prompt_tokens": 3, "completion_tokens": 1})
         keeper.release(held[0])
         assert backlog(store, MODEL) == Backlog(MODEL, waiting=3, reserved=2, running=0)
+    # The channel closed unacked, as a worker's at a graceful stop: kombu put every message it held back.
+    assert sum(redis.llen(key) for key in broker_lists(MODEL)) == 6
 
 
 def check_reported(app, expected: Backlog) -> None:
