@@ -38,11 +38,19 @@ def celery_held_ids() -> set[str]:
 
 
 class LeaseKeeper:
-    """Renews the leases of the jobs this worker process holds, and only those.
+    """Holds and renews the leases of the jobs this worker process holds, and only those.
 
     A job is held once per message received for it: a duplicate message
     (re-sent by the orphan sweep) that arrives while the job runs here is
     released without dropping the running attempt's lease.
+
+    A hold is written at the next renewal round, not as the message arrives:
+    the claim, a millisecond later, writes the lease of a job that starts, so
+    only a job received and still not started by then needs its own. Writing
+    each hold at once cost an fsynced round trip in Celery's consumer thread,
+    between a submit and its claim, for every job. A worker that dies in that
+    gap leaves a queued job with no message and no lease: the orphan sweep
+    re-sends it, as it does for a message lost any other way.
     """
 
     def __init__(self, store: JobService, held_ids: Callable[[], set[str]] = celery_held_ids) -> None:
@@ -50,18 +58,40 @@ class LeaseKeeper:
         self.held: Counter[str] = Counter()
         self.held_ids = held_ids
         self._missing: set[str] = set()
+        self._unwritten: set[str] = set()
         self._lock = threading.Lock()
+        #: One flush at a time: `holding` returns only once every hold taken before it is written.
+        self._flushing = threading.Lock()
 
     def hold(self, job_id: str) -> None:
         with self._lock:
             self.held[job_id] += 1
-        self.store.hold_leases([job_id])
+            self._unwritten.add(job_id)
+
+    def started(self, job_id: str) -> None:
+        """Its claim wrote the lease."""
+        with self._lock:
+            self._unwritten.discard(job_id)
 
     def release(self, job_id: str) -> None:
         with self._lock:
             self.held[job_id] -= 1
             if self.held[job_id] <= 0:
                 del self.held[job_id]
+                self._unwritten.discard(job_id)
+
+    def flush(self) -> None:
+        """Write the holds of jobs received and not started yet (those still queued)."""
+        with self._flushing:
+            with self._lock:
+                unwritten, self._unwritten = list(self._unwritten), set()
+            self.store.hold_leases(unwritten)
+
+    def holding(self) -> list[str]:
+        """The jobs held here, each with its lease written (a stopping worker lets go of them by it)."""
+        self.flush()
+        with self._lock:
+            return list(self.held)
 
     def _current(self) -> list[str]:
         """Held jobs Celery still knows; a job missing twice in a row is let go (the reconciler re-queues it)."""
@@ -77,7 +107,8 @@ class LeaseKeeper:
             return list(self.held)
 
     def renew(self) -> None:
-        """One round of renewals; the worker runs it every INFERQ_LEASE_RENEW_SECONDS."""
+        """One round of holds and renewals; the worker runs it every INFERQ_LEASE_RENEW_SECONDS."""
+        self.flush()
         self.store.renew_leases(self._current())
 
 

@@ -52,6 +52,8 @@ class Tracker(Protocol):
 
 
 class Holder(Protocol):
+    def started(self, job_id: str) -> None: ...
+    def flush(self) -> None: ...
     def release(self, job_id: str) -> None: ...
 
 
@@ -128,6 +130,7 @@ def run_job(job_id: str, work: Work) -> None:
     if claim is None:
         context.leases.release(job_id)
         return
+    context.leases.started(job_id)
     context.listener.track(job_id, len(claim.request.prompts), claim.attempt)
     try:
         _run_claimed(context, claim, work)
@@ -145,6 +148,7 @@ def _start(context: WorkerContext, job_id: str) -> Claim | None:
     drain, service = context.drain, context.service
     if drain is not None and drain.draining:
         log.info("job %s: this worker is stopping; giving it back unstarted", job_id)
+        context.leases.flush()  # unhold lets go of a written lease, once, whoever asks first
         service.unhold(job_id)
         return None
     claim = service.claim(job_id, context.model, context.worker)

@@ -122,7 +122,7 @@ class Chores:
         self.drain = Drain(
             self.store,
             config.drain_seconds,
-            held=lambda: list(self.keeper.held),
+            held=self.keeper.holding,
             abort=listener.abort_running,
             on_begin=self.stop_taking_jobs,
         )

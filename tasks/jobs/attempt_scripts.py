@@ -99,19 +99,35 @@ return final
 """
 )
 
-# KEYS: leases. ARGV: 1 to create missing leases (a message just received), 0 to
-# renew only existing ones (a lease the reconciler took away stays away), then job ids.
+# KEYS: leases. ARGV: job ids. Renews existing leases only: one the reconciler
+# took away stays away.
 RENEW = (
     NOW
     + """
 local now, args = server_now(), {}
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   args[#args + 1] = now
   args[#args + 1] = ARGV[i]
 end
 if #args == 0 then return 0 end
-if ARGV[1] == '1' then return redis.call('ZADD', KEYS[1], unpack(args)) end
 return redis.call('ZADD', KEYS[1], 'XX', 'CH', unpack(args))
+"""
+)
+
+# KEYS: leases, then each job. ARGV: each job id. Leases the jobs still queued
+# (received, not started); a hold written late, after its job started or ended,
+# leaves the claim's lease or the end alone. Returns how many it leased.
+HOLD = (
+    NOW
+    + """
+local now, held = server_now(), 0
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'status') == 'queued' then
+    redis.call('ZADD', KEYS[1], now, ARGV[i - 1])
+    held = held + 1
+  end
+end
+return held
 """
 )
 

@@ -140,15 +140,16 @@ class Attempts:
         if job is not None and job.status == "queued" and self.broker is not None:
             self.broker.send(job)
 
-    def hold_leases(self: JobService, job_ids: list[str]) -> None:
-        """A worker received these jobs' messages: it answers for them from now on."""
-        if job_ids:
-            self._renew(keys=[self.keys.leases], args=[1, *job_ids])
+    def hold_leases(self: JobService, job_ids: list[str]) -> int:
+        """A worker received these jobs' messages: it answers for those still queued from now on."""
+        if not job_ids:
+            return 0
+        return self._hold(keys=[self.keys.leases, *map(self.keys.job, job_ids)], args=job_ids)
 
     def renew_leases(self: JobService, job_ids: list[str]) -> None:
         """Still alive and holding these; a lease the reconciler already took away is not brought back."""
         if job_ids:
-            self._renew(keys=[self.keys.leases], args=[0, *job_ids])
+            self._renew(keys=[self.keys.leases], args=job_ids)
 
 
 def delta_json(delta: Delta) -> str:

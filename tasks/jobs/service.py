@@ -59,6 +59,7 @@ class JobService(Submission, Attempts, Recovery, JobReads):
         self._append = register(attempt_scripts.APPEND)
         self._finish = register(attempt_scripts.FINISH)
         self._renew = register(attempt_scripts.RENEW)
+        self._hold = register(attempt_scripts.HOLD)
         self._stale = register(attempt_scripts.STALE)
         self._requeue = register(attempt_scripts.REQUEUE)
         self._hand_back = register(attempt_scripts.HAND_BACK)

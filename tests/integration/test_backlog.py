@@ -69,6 +69,9 @@ def test_backlog_counts_every_priority_list_reserved_and_running(stack):
             keeper.hold(job_id)  # what the worker does on task_received
         claim = store.claim(held[0], MODEL, "backlog-tests@host-1")  # what its task does when it starts
         assert claim is not None
+        keeper.started(held[0])
+        assert backlog(store, MODEL) == Backlog(MODEL, waiting=3, reserved=0, running=1), "holds not written yet"
+        keeper.renew()  # the worker's next round of lease renewals writes them
         assert sum(redis.llen(key) for key in broker_lists(MODEL)) == 3, "three reserved ones left every list"
         assert not redis.exists("unacked"), "no ack emulation: a reserved message is in the consumer's memory"
         check_reported(stack.app, Backlog(MODEL, waiting=3, reserved=2, running=1))

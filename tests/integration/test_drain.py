@@ -88,3 +88,13 @@ def test_a_received_job_never_started_is_let_go_once(redis_server):
     jobs.hold_leases([job.id])
     jobs.claim(job.id, "m", "w")
     assert not jobs.unhold(job.id), "a started job keeps its lease"
+
+
+def test_a_late_hold_leaves_a_started_or_ended_job_alone(redis_server):
+    jobs = service(redis_server)
+    job = jobs.submit(owner="k", request=generation())
+    claim = jobs.claim(job.id, "m", "w")
+    started_lease = jobs.redis.zscore(jobs.keys.leases, job.id)
+    assert jobs.hold_leases([job.id]) == 0 and jobs.redis.zscore(jobs.keys.leases, job.id) == started_lease
+    assert jobs.finish(claim, "completed", result={}, usage=USAGE)
+    assert jobs.hold_leases([job.id]) == 0 and jobs.redis.zscore(jobs.keys.leases, job.id) is None, "no lease revived"

@@ -146,6 +146,26 @@ def test_a_duplicate_message_does_not_drop_the_running_jobs_lease():
     assert store.renewed[-1] == []
 
 
+def test_a_hold_is_written_once_and_only_for_a_job_not_started_by_the_next_round():
+    from tasks.reconciler import LeaseKeeper
+
+    store = RecordingStore()
+    keeper = LeaseKeeper(store, held_ids=lambda: {"started", "waiting"})
+    for job_id in ("started", "waiting", "gone"):
+        keeper.hold(job_id)
+    assert store.held == [], "no round trip as the message arrives"
+    keeper.started("started")  # its claim wrote the lease
+    keeper.release("gone")  # its claim found it ended
+    keeper.renew()
+    assert store.held == ["waiting"]
+    keeper.renew()
+    assert store.held == ["waiting"], "written once; later rounds renew it"
+    assert store.renewed[-1] == ["started", "waiting"]
+    keeper.hold("late")
+    assert keeper.holding() == ["started", "waiting", "late"]
+    assert store.held[-1] == "late", "written before a stopping worker reads what it holds"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
