@@ -6,9 +6,12 @@ would, then block on its event stream until the worker writes the end.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from functools import partial
 
+import redis
 from flask import Response, current_app, g
 
 from app.context import settings
@@ -16,6 +19,8 @@ from tasks.heartbeat import live_workers
 from tasks.jobs import Job, JobService
 from tasks.models import ModelSpec
 from tasks.protocol.errors import APIError, GatewayTimeout, ServerError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 #: A wait for events lasts at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
@@ -86,21 +91,31 @@ def error_of(job: Job) -> APIError:
     return ServerError(f"The job ended as {job.status}.", code=job.status)
 
 
-def wait_collected(job: Job, timeout: float, *, decode_result: bool = True) -> Job:
-    """Block until the job ends; return its ended record, read once.
+def wait_end(job: Job, timeout: float) -> dict[str, str]:
+    """Block until the job ends; its end event.
 
     A caller that gives up (504) cancels the job: nobody would read its answer,
     and it would hold an engine slot and bill its key for nothing.
     """
-    jobs = service()
     try:
-        for _ in events(job.id, timeout):
-            pass
+        for _, event in events(job.id, timeout):
+            if event["type"] == "end":
+                return event
     except GatewayTimeout:
-        jobs.cancel(job)
-        jobs.release(job)
+        service().cancel(job)
+        service().release(job)
         raise
-    ended = jobs.collect(job, decode_result=decode_result)
+    raise AssertionError("unreachable: a job's events end with its end event")
+
+
+def wait_collected(job: Job, timeout: float, *, decode_result: bool = True) -> Job:
+    """Block until the job ends; return its ended record, read once."""
+    wait_end(job, timeout)
+    return _collected(job, decode_result=decode_result)
+
+
+def _collected(job: Job, *, decode_result: bool) -> Job:
+    ended = service().collect(job, decode_result=decode_result)
     if ended is None:
         raise ServerError("The job record disappeared.")
     return ended
@@ -111,8 +126,23 @@ def wait_reply(job: Job, timeout: float) -> Response:
 
     The body is sent on as stored, never decoded and encoded again: the two
     would format every float of an embeddings reply twice more (bench/bench_embeddings.py).
+    A completed job's end event carries its body: the answer goes out at
+    once, and the record is collected (trimmed, its wait slot freed) once the
+    response is sent, a write off the caller's time.
     """
-    ended = wait_collected(job, timeout, decode_result=False)
+    body = wait_end(job, timeout).get("result")
+    if body is not None:
+        response = current_app.response_class(body + "\n", mimetype="application/json")
+        response.call_on_close(partial(_put_away, service(), job))
+        return response
+    ended = _collected(job, decode_result=False)
     if ended.status == "completed" and ended.result_json is not None:
         return current_app.response_class(ended.result_json + "\n", mimetype="application/json")
     raise error_of(ended)
+
+
+def _put_away(jobs: JobService, job: Job) -> None:
+    try:
+        jobs.put_away(job)
+    except redis.RedisError:  # its wait slot and record still expire on their own
+        log.warning("job %s: could not collect its record after the reply", job.id, exc_info=True)

@@ -100,6 +100,7 @@ class Attempts:
             k.usage(claim.owner, utc_day(now)),
             k.tpm(claim.owner, int(now // 60)),
             k.open_jobs(claim.owner),
+            k.waiting(claim.owner),
         ]
         args = [
             claim.attempt,
@@ -111,6 +112,7 @@ class Attempts:
             int(usage.get("completion_tokens") or 0),
             TPM_TTL_SECONDS,
             THROUGHPUT_WINDOW_SECONDS,
+            int(not claim.request.stream),
         ]
         return bool(self.replicated(self._finish, keys, args))
 

@@ -30,15 +30,23 @@ end
 # kept `sync retention` (and trimmed once its caller has read it).
 # KEYS[1] job, KEYS[2] events, KEYS[open_at] the owner's open set, KEYS[stats_at] stats.
 _CLOSE = """
-local function close(status, retention, sync_retention, open_key, stats_key, job_id)
+local function close(status, retention, sync_retention, open_key, stats_key, job_id, body)
   redis.call('HSET', KEYS[1], 'ended', '1')
-  redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
+  local listed = redis.call('HGET', KEYS[1], 'listed') == '1'
+  local carried = body and not listed
+  if carried then
+    -- Its synchronous caller answers from the event and collects the record afterwards.
+    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status, 'result', body)
+  else
+    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
+  end
   local ttl = sync_retention
-  if redis.call('HGET', KEYS[1], 'listed') == '1' then ttl = retention end
+  if listed then ttl = retention end
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('ZREM', open_key, job_id)
   redis.call('HINCRBY', stats_key, 'ended:' .. redis.call('HGET', KEYS[1], 'model') .. ':' .. status, 1)
+  return carried
 end
 """
 
@@ -140,7 +148,8 @@ return 1
 """
 )
 
-# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds).
+# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds), 1 to hand back
+# the record (0: the caller answered from the end event already; returns 1).
 # The synchronous caller's read of its ended job: hands back the whole record,
 # then keeps only what billing and audit need (status, usage, times; not the
 # prompt, not the result), and frees its wait slot. The record is written
@@ -166,6 +175,7 @@ if redis.call('HGET', KEYS[1], 'ended') == '1' and redis.call('HGET', KEYS[1], '
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
   if streamed then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
 end
+if ARGV[3] == '0' then return 1 end
 return record
 """
 

@@ -238,12 +238,17 @@ class Submission:
 
     def collect(self: JobService, job: Job, *, decode_result: bool = True) -> Job | None:
         """The ended job, read once by its synchronous caller; then only billing's part of it is kept."""
-        k = self.keys
-        keys = [k.job(job.id), k.events(job.id), k.waiting(job.owner)]
-        raw = self._collect(keys=keys, args=[job.id, STREAM_GRACE_SECONDS])
+        raw = self._collect(keys=self._collect_keys(job), args=[job.id, STREAM_GRACE_SECONDS, 1])
         if not raw:
             return None
         return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), decode_result=decode_result)
+
+    def put_away(self: JobService, job: Job) -> None:
+        """`collect` for a caller that already answered from the end event (it carried the body)."""
+        self._collect(keys=self._collect_keys(job), args=[job.id, STREAM_GRACE_SECONDS, 0])
+
+    def _collect_keys(self: JobService, job: Job) -> list[str]:
+        return [self.keys.job(job.id), self.keys.events(job.id), self.keys.waiting(job.owner)]
 
     def delete(self: JobService, job: Job) -> bool:
         """Forget an ended job (its owner asked): False while it has not ended (cancel it first)."""

@@ -60,7 +60,11 @@ def test_a_delivered_answer_is_trimmed_to_what_billing_keeps(make_app, worker):
     response = app.test_client().post("/v1/chat/completions", json=chat(4, "Say hi."))
     assert response.status_code == 200
     job = store.get(newest_job(store, before))
+    assert job.result is not None, "the answer went out from the end event; the record is collected after"
+    response.close()  # what the WSGI server does once the reply is sent
+    job = store.get(job.id)
     assert job.status == "completed" and job.result is None and job.request is None
+    assert store.redis.zscore(KEYS.waiting(job.owner), job.id) is None, "its wait slot is free"
     assert job.usage == response.get_json()["usage"], "the record still says what was billed"
     assert not store.redis.exists(KEYS.events(job.id)), "nobody streamed it: its end event goes at once"
     gone = app.test_client().get(f"/queue/jobs/{job.id}/stream")

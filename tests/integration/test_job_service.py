@@ -145,3 +145,28 @@ def test_another_owner_cannot_see_a_job(jobs):
     with pytest.raises(NotFound):
         jobs.owned(job.id, "intruder")
     assert jobs.owned(job.id, "k").id == job.id
+
+
+def test_a_synchronous_answer_rides_its_end_event_and_frees_its_wait_slot(jobs):
+    import dataclasses
+    import json
+
+    waiting = jobs.keys.waiting("k")
+    unlisted = jobs.submit(owner="k", request=generation(), wait_seconds=60)
+    claim = jobs.claim(unlisted.id, "m", "w")
+    assert jobs.redis.zscore(waiting, unlisted.id) is not None
+    assert jobs.finish(claim, "completed", result={"answer": 42}, usage=USAGE)
+    assert json.loads(end_events(jobs, unlisted.id)[0][b"result"]) == {"answer": 42}
+    assert jobs.redis.zscore(waiting, unlisted.id) is None, "its caller has the answer once it reads the event"
+    assert jobs.get(unlisted.id).result == {"answer": 42}, "the record keeps it until its caller puts it away"
+    jobs.put_away(unlisted)
+    kept = jobs.get(unlisted.id)
+    assert kept.result is None and kept.request is None and kept.usage == USAGE
+    assert not jobs.redis.exists(jobs.keys.events(unlisted.id))
+
+    streamed = jobs.submit(owner="k", request=dataclasses.replace(generation(), stream=True), wait_seconds=60)
+    listed = jobs.submit(owner="k", request=generation(), listed=True)
+    for job in (streamed, listed):
+        assert jobs.finish(jobs.claim(job.id, "m", "w"), "completed", result={"answer": 1}, usage=USAGE)
+        assert b"result" not in end_events(jobs, job.id)[0], "a stream or a listed job is read from its record"
+    assert jobs.redis.zscore(waiting, streamed.id) is not None, "a streamed caller frees its slot when it collects"
