@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from tasks.jobs.policy import STREAM_GRACE_SECONDS
 from tasks.jobs.record import DEFAULT_PRIORITY, Idempotency, Job, new_job_id
 from tasks.protocol.errors import APIError, NotFound, ServiceUnavailable
 from tasks.protocol.requests import JobRequest
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 MEMORY_CHECK_SECONDS = 1.0
 #: Retry-After bounds for a refused submission.
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 1, 3600
-#: A delivered synchronous job's event stream outlives the delivery by this much (other readers finish).
-STREAM_GRACE_SECONDS = 60
 #: What cancel() answers.
 NOT_FOUND, ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING = 0, -1, 1, 2
 
@@ -159,11 +158,12 @@ class Submission:
         """503 while Redis is above the high-water share of its maxmemory: workers still have room to finish."""
         now = time.monotonic()
         if now - self._memory_checked_at >= MEMORY_CHECK_SECONDS:
+            # Marked before the read: a burst of concurrent submits sends one INFO, not one each.
+            self._memory_checked_at = now
             info = self.redis.info("memory")
             limit, used = int(info.get("maxmemory") or 0), int(info.get("used_memory") or 0)
             self._memory_full = 0 < self.policy.memory_high_water <= 1 and limit > 0
             self._memory_full = self._memory_full and used >= limit * self.policy.memory_high_water
-            self._memory_checked_at = now
         if self._memory_full:
             raise _store_full()
 
@@ -238,14 +238,10 @@ class Submission:
 
     def collect(self: JobService, job: Job, *, decode_result: bool = True) -> Job | None:
         """The ended job, read once by its synchronous caller; then only billing's part of it is kept."""
-        raw = self._collect(keys=self._collect_keys(job), args=[job.id, STREAM_GRACE_SECONDS, 1])
+        raw = self._collect(keys=self._collect_keys(job), args=[job.id, STREAM_GRACE_SECONDS])
         if not raw:
             return None
         return Job.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), decode_result=decode_result)
-
-    def put_away(self: JobService, job: Job) -> None:
-        """`collect` for a caller that already answered from the end event (it carried the body)."""
-        self._collect(keys=self._collect_keys(job), args=[job.id, STREAM_GRACE_SECONDS, 0])
 
     def _collect_keys(self: JobService, job: Job) -> list[str]:
         return [self.keys.job(job.id), self.keys.events(job.id), self.keys.waiting(job.owner)]
