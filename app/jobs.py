@@ -6,12 +6,10 @@ would, then block on its event stream until the worker writes the end.
 
 from __future__ import annotations
 
-import logging
+import json
 import time
 from collections.abc import Iterator
-from functools import partial
 
-import redis
 from flask import Response, current_app, g
 
 from app.context import settings
@@ -19,8 +17,6 @@ from tasks.heartbeat import live_workers
 from tasks.jobs import Job, JobService
 from tasks.models import ModelSpec
 from tasks.protocol.errors import APIError, GatewayTimeout, ServerError, ServiceUnavailable
-
-log = logging.getLogger(__name__)
 
 #: A wait for events lasts at most this long per call, so a waiter notices its deadline.
 BLOCK_MS = 5_000
@@ -109,9 +105,17 @@ def wait_end(job: Job, timeout: float) -> dict[str, str]:
 
 
 def wait_collected(job: Job, timeout: float, *, decode_result: bool = True) -> Job:
-    """Block until the job ends; return its ended record, read once."""
-    wait_end(job, timeout)
-    return _collected(job, decode_result=decode_result)
+    """Block until the job ends; return its ended record, read once.
+
+    A body carried by the end event is no longer in the record (the worker's
+    finish trimmed it): it is put back from the event.
+    """
+    body = wait_end(job, timeout).get("result")
+    ended = _collected(job, decode_result=decode_result)
+    if body is not None:
+        ended.result_json = body
+        ended.result = json.loads(body) if decode_result else None
+    return ended
 
 
 def _collected(job: Job, *, decode_result: bool) -> Job:
@@ -126,23 +130,14 @@ def wait_reply(job: Job, timeout: float) -> Response:
 
     The body is sent on as stored, never decoded and encoded again: the two
     would format every float of an embeddings reply twice more (bench/bench_embeddings.py).
-    A completed job's end event carries its body: the answer goes out at
-    once, and the record is collected (trimmed, its wait slot freed) once the
-    response is sent, a write off the caller's time.
+    A completed job's end event carries its body, and the worker's finish has
+    already trimmed its record and freed its wait slot: the answer goes out
+    with no further Redis write.
     """
     body = wait_end(job, timeout).get("result")
     if body is not None:
-        response = current_app.response_class(body + "\n", mimetype="application/json")
-        response.call_on_close(partial(_put_away, service(), job))
-        return response
+        return current_app.response_class(body + "\n", mimetype="application/json")
     ended = _collected(job, decode_result=False)
     if ended.status == "completed" and ended.result_json is not None:
         return current_app.response_class(ended.result_json + "\n", mimetype="application/json")
     raise error_of(ended)
-
-
-def _put_away(jobs: JobService, job: Job) -> None:
-    try:
-        jobs.put_away(job)
-    except redis.RedisError:  # its wait slot and record still expire on their own
-        log.warning("job %s: could not collect its record after the reply", job.id, exc_info=True)

@@ -58,8 +58,9 @@ return outcomes
 # KEYS: job, events, leases, done zset, stats, usage hash, tpm counter, open, waiting.
 # ARGV: attempt, retention, sync retention, fields (json), job id, prompt tokens,
 #       completion tokens, tpm ttl, throughput window, 1 to carry a completed body in
-#       the end event (a synchronous job nobody streams), else 0. A carried body frees
-#       its caller's wait slot here: the caller has its answer once it reads the event.
+#       the end event to a caller that waits for it (holds a wait slot) and does not
+#       stream it, else 0; stream grace. A carried body frees its caller's wait slot and
+#       trims the record here: the caller has its answer once it reads the event.
 # Writes the end only for the attempt that holds the job, bills it once, wakes its
 # waiters; returns the final status, or 0 when this attempt lost.
 FINISH = (
@@ -97,8 +98,10 @@ if final == 'completed' then
 end
 redis.call('ZREM', KEYS[3], ARGV[5])
 local body = nil
-if ARGV[10] == '1' and final == 'completed' then body = fields['result'] end
-if close(final, ARGV[2], ARGV[3], KEYS[8], KEYS[5], ARGV[5], body) then redis.call('ZREM', KEYS[9], ARGV[5]) end
+if ARGV[10] == '1' and final == 'completed' and redis.call('ZSCORE', KEYS[9], ARGV[5]) then body = fields['result'] end
+if close(final, ARGV[2], ARGV[3], KEYS[8], KEYS[5], ARGV[5], body, ARGV[11]) then
+  redis.call('ZREM', KEYS[9], ARGV[5])
+end
 return final
 """
 )

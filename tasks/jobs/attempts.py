@@ -13,6 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from tasks.jobs.policy import STREAM_GRACE_SECONDS
 from tasks.jobs.reads import THROUGHPUT_WINDOW_SECONDS
 from tasks.jobs.record import Claim
 from tasks.protocol.requests import request_from_json
@@ -113,6 +114,7 @@ class Attempts:
             TPM_TTL_SECONDS,
             THROUGHPUT_WINDOW_SECONDS,
             int(not claim.request.stream),
+            STREAM_GRACE_SECONDS,
         ]
         return bool(self.replicated(self._finish, keys, args))
 

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tasks.settings import Settings
 
+#: A delivered synchronous job's event stream outlives the delivery by this much (other readers finish).
+STREAM_GRACE_SECONDS = 60
+
 
 @dataclass(frozen=True)
 class Policy:

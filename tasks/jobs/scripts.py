@@ -24,31 +24,60 @@ local function server_now()
 end
 """
 
+# A delivered synchronous job keeps only what billing and audit need (status,
+# usage, times; not the prompt, not the result). The record is written afresh,
+# so Redis stores it as a small listpack rather than the hash table the prompt
+# needed. Returns the record as it was.
+_KEEP_AUDIT = """
+local function keep_audit(job_key)
+  local record = redis.call('HGETALL', job_key)
+  local kept = {}
+  for i = 1, #record, 2 do
+    if record[i] ~= 'request' and record[i] ~= 'result' then
+      kept[#kept + 1] = record[i]
+      kept[#kept + 1] = record[i + 1]
+    end
+  end
+  local ttl = redis.call('PTTL', job_key)
+  redis.call('DEL', job_key)
+  redis.call('HSET', job_key, unpack(kept))
+  if ttl > 0 then redis.call('PEXPIRE', job_key, ttl) end
+  return record
+end
+"""
+
 # The end of every job, whoever writes it: the end event its waiters block on,
 # its ended counter, its key's open slot given back, and its retention: a
 # listed (queue) job keeps everything for `retention`; a synchronous one is
 # kept `sync retention` (and trimmed once its caller has read it).
+# A carried body (a completed synchronous job nobody streams) rides in the end
+# event, which is all its caller reads: the record is trimmed here and then, and
+# the event stream outlives it by `grace` only.
 # KEYS[1] job, KEYS[2] events, KEYS[open_at] the owner's open set, KEYS[stats_at] stats.
-_CLOSE = """
-local function close(status, retention, sync_retention, open_key, stats_key, job_id, body)
+_CLOSE = (
+    _KEEP_AUDIT
+    + """
+local function close(status, retention, sync_retention, open_key, stats_key, job_id, body, grace)
   redis.call('HSET', KEYS[1], 'ended', '1')
   local listed = redis.call('HGET', KEYS[1], 'listed') == '1'
   local carried = body and not listed
-  if carried then
-    -- Its synchronous caller answers from the event and collects the record afterwards.
-    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status, 'result', body)
-  else
-    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
-  end
   local ttl = sync_retention
   if listed then ttl = retention end
   redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
+  if carried then
+    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status, 'result', body)
+    keep_audit(KEYS[1])
+    redis.call('EXPIRE', KEYS[2], grace)
+  else
+    redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', status)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
   redis.call('ZREM', open_key, job_id)
   redis.call('HINCRBY', stats_key, 'ended:' .. redis.call('HGET', KEYS[1], 'model') .. ':' .. status, 1)
   return carried
 end
 """
+)
 
 # Ends a job that never started (cancelled or expired while queued): no worker
 # will write its end, so wake its waiters here.
@@ -148,36 +177,24 @@ return 1
 """
 )
 
-# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds), 1 to hand back
-# the record (0: the caller answered from the end event already; returns 1).
+# KEYS: job, events, waiting. ARGV: job id, stream grace (seconds).
 # The synchronous caller's read of its ended job: hands back the whole record,
-# then keeps only what billing and audit need (status, usage, times; not the
-# prompt, not the result), and frees its wait slot. The record is written
-# afresh, so Redis stores it as a small listpack rather than the hash table
-# the prompt needed. A streamed job's tokens go after a short grace, so another
-# reader of the same stream still gets its end; a job nobody streamed has
-# only its end event, which goes at once (a Redis stream costs ~4.7 KiB).
-COLLECT = """
+# then keeps only what billing and audit need (keep_audit) and frees its wait
+# slot. A streamed job's tokens go after a short grace, so another reader of
+# the same stream still gets its end; a job nobody streamed has only its end
+# event, which goes at once (a Redis stream costs ~4.7 KiB).
+COLLECT = (
+    _KEEP_AUDIT
+    + """
 redis.call('ZREM', KEYS[3], ARGV[1])
-local record = redis.call('HGETALL', KEYS[1])
-if redis.call('HGET', KEYS[1], 'ended') == '1' and redis.call('HGET', KEYS[1], 'listed') ~= '1' then
-  local kept = {}
-  for i = 1, #record, 2 do
-    if record[i] ~= 'request' and record[i] ~= 'result' then
-      kept[#kept + 1] = record[i]
-      kept[#kept + 1] = record[i + 1]
-    end
-  end
-  local ttl = redis.call('PTTL', KEYS[1])
-  local streamed = string.find(redis.call('HGET', KEYS[1], 'request') or '', '"stream":true', 1, true)
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(kept))
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-  if streamed then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
+if redis.call('HGET', KEYS[1], 'ended') ~= '1' or redis.call('HGET', KEYS[1], 'listed') == '1' then
+  return redis.call('HGETALL', KEYS[1])
 end
-if ARGV[3] == '0' then return 1 end
-return record
+local streamed = string.find(redis.call('HGET', KEYS[1], 'request') or '', '"stream":true', 1, true)
+if streamed then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
+return keep_audit(KEYS[1])
 """
+)
 
 # KEYS: job, events, owner jobs, tombstone. ARGV: job id.
 # Deletes an ended job and every trace of it its owner could reach (record, events, listing,

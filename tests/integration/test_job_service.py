@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tasks.jobs import ALREADY_ENDED, CANCELLED_QUEUED, CANCELLED_RUNNING, Idempotency, JobService, Policy
+from tasks.jobs.policy import STREAM_GRACE_SECONDS
 from tasks.jobs.recovery import ENDED_CANCELLED, LEFT_ALONE, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.errors import APIError, NotFound
@@ -158,11 +159,11 @@ def test_a_synchronous_answer_rides_its_end_event_and_frees_its_wait_slot(jobs):
     assert jobs.finish(claim, "completed", result={"answer": 42}, usage=USAGE)
     assert json.loads(end_events(jobs, unlisted.id)[0][b"result"]) == {"answer": 42}
     assert jobs.redis.zscore(waiting, unlisted.id) is None, "its caller has the answer once it reads the event"
-    assert jobs.get(unlisted.id).result == {"answer": 42}, "the record keeps it until its caller puts it away"
-    jobs.put_away(unlisted)
     kept = jobs.get(unlisted.id)
-    assert kept.result is None and kept.request is None and kept.usage == USAGE
-    assert not jobs.redis.exists(jobs.keys.events(unlisted.id))
+    assert kept.result is None and kept.request is None, "the record keeps only what billing needs, at once"
+    assert kept.status == "completed" and kept.usage == USAGE
+    assert 0 < jobs.redis.ttl(jobs.keys.events(unlisted.id)) <= STREAM_GRACE_SECONDS, "the event outlives it briefly"
+    assert jobs.redis.ttl(jobs.keys.job(unlisted.id)) > 0, "the trimmed record still expires"
 
     streamed = jobs.submit(owner="k", request=dataclasses.replace(generation(), stream=True), wait_seconds=60)
     listed = jobs.submit(owner="k", request=generation(), listed=True)
