@@ -163,11 +163,27 @@ class Chores:
         self.loops.append(BackgroundLoop(name, step, interval, **options).start())
 
 
+#: Celery's loggers that write a line for every task received and every task succeeded.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_per_task_lines(loglevel: str) -> None:
+    """Celery's per-task INFO lines only at DEBUG: they cost 6% of a busy worker's Python time.
+
+    Flower and the metrics count tasks; tasks.runner logs a job's failures,
+    retries and hand-backs itself.
+    """
+    if logging.getLevelName(loglevel.upper()) != logging.DEBUG:
+        for name in PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run(
     config: Settings, spec: ModelSpec, *, name: str | None = None, concurrency: int | None = None, loglevel: str
 ) -> None:
     """Serve `spec`'s queue until Celery is told to stop (SIGTERM: warm shutdown)."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_per_task_lines(loglevel)
     name = name or default_name(spec)
     celery = create_celery(config)
     Chores(config, spec, name, celery).connect()

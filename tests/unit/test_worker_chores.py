@@ -213,3 +213,21 @@ def test_the_consumer_watch_leaves_a_busy_or_consuming_worker_alone():
         watch.check()
         clock.now += 5
     assert stalls == []
+
+
+@pytest.mark.parametrize(("level", "quiet"), [("INFO", True), ("WARNING", True), ("DEBUG", False)])
+def test_celerys_per_task_lines_show_only_at_debug(level, quiet):
+    import logging
+
+    from tasks.worker import PER_TASK_LOGGERS, quiet_per_task_lines
+
+    loggers = [logging.getLogger(name) for name in PER_TASK_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.NOTSET)
+        quiet_per_task_lines(level)
+        assert all(logger.level == (logging.WARNING if quiet else logging.NOTSET) for logger in loggers)
+    finally:
+        for logger, old in zip(loggers, saved, strict=True):
+            logger.setLevel(old)
