@@ -16,9 +16,14 @@ Everything that is not the engine is the cost of the service around it. The
 load is `--requests` concurrent chat completions of `--tokens` output tokens
 (`ignore_eos`, so both stacks produce the same tokens), non-streamed unless
 `--stream`; the two stacks alternate for `--rounds` rounds and medians are
-printed.
+printed. With `--embeddings` the load is `--requests` concurrent one-input
+embedding requests on the embedding model instead, counted per embedding.
 
-    .venv/bin/python bench/bench_cpu.py [--requests 64] [--tokens 64] [--rounds 3] [--stream]
+The engine's CPU is not a measure of its work: vLLM's model worker spins on
+its shared-memory queue for a second after every step (`sched_yield`), so it
+reads close to one core for as long as the load lasts, on either stack.
+
+    .venv/bin/python bench/bench_cpu.py [--requests 64] [--tokens 64] [--rounds 3] [--stream] [--embeddings]
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import psutil
+from bench_embeddings import short_inputs
 from common import API_KEY_ENV, table  # bench/ is on sys.path
 from stacks import inferq_stack, vllm_serve
 
-from devstack.processes import CHAT_MODEL
+from devstack.processes import CHAT_MODEL, EMBED_MODEL
 
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 
@@ -101,11 +107,32 @@ async def load(url: str, requests_: int, tokens: int, stream: bool) -> int:
         return sum(await asyncio.gather(*(chat(session, url, body) for body in bodies)))
 
 
+async def embed(url: str, requests_: int) -> int:
+    headers = {"Authorization": f"Bearer {os.environ.get(API_KEY_ENV, '')}"}
+    connector = aiohttp.TCPConnector(limit=requests_)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        return sum(await asyncio.gather(*(one_embedding(session, url, text) for text in short_inputs(requests_))))
+
+
+async def one_embedding(session: aiohttp.ClientSession, url: str, text: str) -> int:
+    async with session.post(url + "/v1/embeddings", json={"model": EMBED_MODEL, "input": text}) as response:
+        payload = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {payload}")
+        return len(payload["data"])
+
+
+def run_load(url: str, args, tokens: int) -> int:
+    if args.embeddings:
+        return asyncio.run(embed(url, args.requests))
+    return asyncio.run(load(url, args.requests, tokens, args.stream))
+
+
 def measure(url: str, parts: Parts, args) -> dict[str, float]:
-    """CPU-ms per role for one load, per request and per output token, after a warm-up of the same shape."""
-    asyncio.run(load(url, args.requests, 8, args.stream))  # as many at once: every pool grows before counting
+    """CPU-ms per role for one load, per request and per output unit, after a warm-up of the same shape."""
+    run_load(url, args, 8)  # as many at once: every pool grows before counting
     before, started = parts.sample(), time.monotonic()
-    produced = asyncio.run(load(url, args.requests, args.tokens, args.stream))
+    produced = run_load(url, args, args.tokens)
     wall = time.monotonic() - started
     used = spent(before, parts.sample())
     used["not engine"] = sum(v for role, v in used.items() if role != "engine")
@@ -117,7 +144,7 @@ def measure(url: str, parts: Parts, args) -> dict[str, float]:
 
 @contextmanager
 def inferq_parts(args) -> Iterator[tuple[str, Parts]]:
-    with inferq_stack(api_workers=args.api_workers) as stack:
+    with inferq_stack(api_workers=args.api_workers, model=model_of(args)) as stack:
         worker = stack.worker.process.pid
         parts = Parts(
             {
@@ -132,10 +159,14 @@ def inferq_parts(args) -> Iterator[tuple[str, Parts]]:
 
 @contextmanager
 def vllm_parts(args) -> Iterator[tuple[str, Parts]]:
-    with vllm_serve() as url:
+    with vllm_serve(model_of(args)) as url:
         server = next(p for p in psutil.process_iter(["cmdline"]) if _is_vllm_api(p, url))
         parts = Parts({"API": lambda: [server], "engine": lambda: server.children(recursive=True)})
         yield url, parts
+
+
+def model_of(args) -> str:
+    return EMBED_MODEL if args.embeddings else CHAT_MODEL
 
 
 def _is_vllm_api(process: psutil.Process, url: str) -> bool:
@@ -149,6 +180,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating inferq / vllm serve runs")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--embeddings", action="store_true", help="one-input embedding requests instead of chat")
     parser.add_argument("--api-workers", type=int, default=1)
     args = parser.parse_args()
     began = time.time()
@@ -165,23 +197,29 @@ def main() -> int:
 def report(runs: dict[str, list[dict[str, float]]], args) -> str:
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     ours, theirs = med["inferq"], med["vllm serve"]
-    rows = [
-        ("output tok/s", f"{ours['tok/s']:.1f}", f"{theirs['tok/s']:.1f}", f"{ours['tok/s'] / theirs['tok/s']:.2f}x")
-    ]
-    for unit in ("ms/token", "ms/request"):
+    rate = "embeddings/s" if args.embeddings else "output tok/s"
+    rows = [(rate, f"{ours['tok/s']:.1f}", f"{theirs['tok/s']:.1f}", f"{ours['tok/s'] / theirs['tok/s']:.2f}x")]
+    units = ("ms/request",) if args.embeddings else ("ms/token", "ms/request")  # one embedding per request
+    for unit in units:
         for role in ("API", "Redis", "worker", "not engine", "engine"):
             a, b = ours.get(f"{role} {unit}"), theirs.get(f"{role} {unit}")
             ratio = f"{a / b:.2f}x" if a is not None and b else ""
             rows.append((f"CPU {unit}, {role}", _ms(a), _ms(b), ratio))
-    kind = "streamed" if args.stream else "non-streamed"
+    if args.embeddings:
+        load = f"{args.requests} concurrent one-input embedding requests, {EMBED_MODEL}"
+        per = "embedding"
+    else:
+        kind = "streamed" if args.stream else "non-streamed"
+        load = f"{args.requests} concurrent {kind} chat requests x {args.tokens} tokens, {CHAT_MODEL}"
+        per = "output token"
     ratio = ours["not engine ms/token"] / theirs["API ms/token"]
     return "\n".join(
         [
-            f"{args.requests} concurrent {kind} chat requests x {args.tokens} tokens, {CHAT_MODEL}, "
-            f"{os.cpu_count()} CPUs, {args.api_workers} API worker(s); medians of {args.rounds} alternating rounds",
+            f"{load}, {os.cpu_count()} CPUs, {args.api_workers} API worker(s); "
+            f"medians of {args.rounds} alternating rounds",
             table(rows, ("metric", "inferq", "vllm serve", "inferq/vllm")),
             "",
-            f"non-engine CPU per output token, inferq (API + Redis + worker) / vllm serve (API process): {ratio:.2f}x",
+            f"non-engine CPU per {per}, inferq (API + Redis + worker) / vllm serve (API process): {ratio:.2f}x",
         ]
     )
 
