@@ -89,7 +89,9 @@ class Settings:
     api_graceful_seconds: int = _setting(
         30, "SIGTERM to the API: it stops accepting, lets open responses finish this long, then closes them"
     )
-    log_level: str = _setting("info", "log level of the API, workers and Flower")
+    log_level: str = _setting(
+        "info", "log level of the API, workers and Flower (Celery's line per task received is written at `debug` only)"
+    )
     flower_address: str = _setting("127.0.0.1", "Flower's listen address (keep it off the internet)")
     flower_port: int = _setting(5555, "Flower's port")
     flower_basic_auth: str = _setting("", "Flower's `user:password` (none: generated and printed at start)")

@@ -12,6 +12,7 @@ import pytest
 from tasks.celery_app import create_celery
 from tasks.dispatch import CeleryBroker, broker_lists, message_ids
 from tasks.jobs import JobService, Policy, Superseded
+from tasks.jobs.policy import STREAM_GRACE_SECONDS
 from tasks.jobs.recovery import FAILED_FOR_GOOD, LOCK_LOST, REQUEUED
 from tasks.keyspace import Keyspace
 from tasks.protocol.errors import APIError
@@ -117,16 +118,23 @@ def test_a_waiting_slot_of_a_crashed_caller_frees_itself(redis_server):
     assert jobs.submit(owner="k", request=generation(), wait_seconds=60)
 
 
-def test_a_collected_synchronous_job_keeps_only_what_billing_needs(redis_server):
+@pytest.mark.parametrize("carried", [True, False], ids=["answered-from-its-end-event", "collected-from-its-record"])
+def test_a_delivered_synchronous_job_keeps_only_what_billing_needs(redis_server, carried):
     jobs = service(redis_server, sync_retention=120)
     job = jobs.submit(owner="k", request=generation(), wait_seconds=60)
     claim = jobs.claim(job.id, "m")
     jobs.append_delta(claim, Delta(0, Choice(0, "hi", token_ids=[5])))
+    if not carried:
+        jobs.release(job)  # its caller's slot lapsed: the body stays in the record for a late read
     jobs.finish(claim, "completed", result={"answer": 42}, usage=USAGE)
-    assert jobs.collect(job).result == {"answer": 42}, "the caller gets the whole result once"
+    if carried:
+        assert 0 < jobs.redis.ttl(jobs.keys.events(job.id)) <= STREAM_GRACE_SECONDS, "the event goes soon after"
+    else:
+        assert jobs.collect(job).result == {"answer": 42}, "the caller gets the whole result once"
+        assert not jobs.redis.exists(jobs.keys.events(job.id))
     kept = jobs.get(job.id)
     assert kept.result is None and kept.request is None and kept.usage == USAGE and kept.endpoint == "chat"
-    assert kept.status == "completed" and not jobs.redis.exists(jobs.keys.events(job.id))
+    assert kept.status == "completed"
     assert 0 < jobs.redis.ttl(jobs.keys.job(job.id)) <= 120
     assert jobs.redis.memory_usage(jobs.keys.job(job.id)) <= 1024, "a small listpack, not a hash table"
     assert not jobs.redis.exists(jobs.keys.tombstone(job.id)), "no tombstone for a job nobody lists"
