@@ -32,6 +32,7 @@ from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 
 from app.auth import current_key, is_public
 from app.errors import APIError
+from app.ratelimit_storage import SCHEME_PREFIX
 from tasks.billing import tokens_last_minute
 from tasks.redis_client import limiter_storage
 
@@ -85,7 +86,8 @@ def init_app(app: Flask) -> Limiter:
         application_limits=[_requests_per_minute],
         # The same Redis as everything else, Sentinel included; as many connections as
         # the API itself may hold (see tasks.redis_client).
-        storage_uri=storage_uri,
+        # Counted and read for the headers in one script (app.ratelimit_storage).
+        storage_uri=SCHEME_PREFIX + storage_uri,
         storage_options=storage_options,
         strategy=STRATEGY,
         headers_enabled=True,
