@@ -101,11 +101,13 @@ def owners(pids: dict[str, list[int]]) -> dict[int, str]:
     return ports
 
 
-def count(lines, ports) -> Counter:
+def count(lines, ports, by_command: bool = False) -> Counter:
+    """Commands per side, or per (side, command) with `by_command`."""
     tally = Counter()
     for port, command in lines:
         if command not in ("MULTI", "EXEC", "MONITOR"):
-            tally[ports.get(port, "other")] += 1
+            side = ports.get(port, "other")
+            tally[(side, command) if by_command else side] += 1
     return tally
 
 
@@ -172,6 +174,15 @@ def measure(redis_port: int, api_port: int, key: str, procs: list[subprocess.Pop
             f"  {side:<6} commands per synchronous request: {per_request:5.1f}"
             f"  (background {idle_rate.get(side, 0):.1f}/s subtracted)"
         )
+    # Which commands, background subtracted the same way: where the next saving is.
+    idle_commands = count(idle, ports, by_command=True)
+    by_command = count(busy, ports, by_command=True)
+    for (side, command), n in sorted(by_command.items(), key=lambda item: -item[1]):
+        per_request = (n - idle_commands[(side, command)] / idle_seconds * busy_seconds) / requests_
+        if side in ("api", "worker") and abs(per_request) >= 0.2:
+            print(f"    {side:<6} {command:<14} {per_request:5.2f} per request")
+    for (side, command), n in sorted(idle_commands.items(), key=lambda item: -item[1]):
+        print(f"    idle {side:<6} {command:<14} {n / idle_seconds:5.2f}/s")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

@@ -10,6 +10,11 @@ A new waiter must join the XREAD in progress: the hub's connection is
 interrupted with CLIENT UNBLOCK, and the read is issued again with it. Should
 an interrupt miss (it crossed the read on its way), the read ends by itself
 after BLOCK_MS. A Redis error reaches every waiter, as its own read's would.
+
+A job's end event is the last entry its stream gets, so a waiter that has it
+is read for no more. Without that, the reply's request still held its waiter
+when the hub read again: one more XREAD per request, blocked on a finished
+stream until the next request's CLIENT UNBLOCK ended it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ ERROR_PAUSE_SECONDS = 0.5
 
 Entry = tuple[str, dict[str, str]]
 
+
+#: The `type` of a job's last event (tasks.jobs.scripts writes it when the job ends).
+END_TYPE = "end"
 
 #: The largest part of a stream entry id Redis accepts (two unsigned 64-bit numbers).
 _ID_PART_MAX = 2**64 - 1
@@ -59,6 +67,8 @@ class Waiter:
         self.entries: list[Entry] = []
         self.failure: BaseException | None = None
         self.ready = threading.Event()
+        #: Has the job's end event: nothing follows it, so the hub reads this stream for it no more.
+        self.ended = False
 
     def read(self, block_ms: int) -> list[Entry]:
         """Entries after the last one read, waiting up to `block_ms` for the first; [] if none came."""
@@ -128,14 +138,16 @@ class EventHub:
     def _run(self) -> None:
         while True:
             with self.lock:
-                self._joined.wait_for(lambda: bool(self._waiters))
+                self._joined.wait_for(lambda: bool(self._cursors()))
             try:
                 client = self._connection()
                 with self.lock:
                     # Taken with the flag in one hold of the lock: a waiter missing from this read
                     # joins after it, sees the flag and interrupts the read.
-                    streams = {key: min((w.cursor for w in ws), key=_order) for key, ws in self._waiters.items()}
-                    self._blocked = True
+                    streams = self._cursors()
+                    self._blocked = bool(streams)
+                if not streams:  # the last of them got its end event meanwhile
+                    continue
                 reply = client.xread(streams, block=BLOCK_MS)
             except redis.RedisError as exc:
                 self._fail(exc)
@@ -145,6 +157,15 @@ class EventHub:
                 with self.lock:
                     self._blocked = False
             self._deliver(reply or [])
+
+    def _cursors(self) -> dict[str, str]:
+        """Each stream to read, from its furthest-behind waiter's cursor; under the lock."""
+        cursors = {}
+        for key, waiters in self._waiters.items():
+            reading = [w.cursor for w in waiters if not w.ended]
+            if reading:
+                cursors[key] = min(reading, key=_order)
+        return cursors
 
     def _connection(self) -> redis.Redis:
         if self._client is None:
@@ -167,6 +188,7 @@ class EventHub:
                     if fresh:
                         waiter.entries.extend(fresh)
                         waiter.cursor = fresh[-1][0]
+                        waiter.ended = fresh[-1][1].get("type") == END_TYPE
                         waiter.ready.set()
 
     def _fail(self, exc: BaseException) -> None:
@@ -174,5 +196,6 @@ class EventHub:
             self._client_id = None
             for waiters in self._waiters.values():
                 for waiter in waiters:
-                    waiter.failure = exc
-                    waiter.ready.set()
+                    if not waiter.ended:  # one that has its end needs nothing more
+                        waiter.failure = exc
+                        waiter.ready.set()

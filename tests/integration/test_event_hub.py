@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tasks.jobs import JobService, Policy
+from tasks.jobs.event_hub import BLOCK_MS
 from tasks.keyspace import Keyspace
 
 
@@ -95,3 +96,16 @@ def test_a_cursor_redis_would_refuse_never_joins_the_shared_read(jobs):
                 jobs.watch("bad", bad)
         add(jobs, "fine", "still served")
         assert [f["data"] for _, f in fine.read(5_000)] == ["still served"]
+
+
+def test_a_stream_is_read_no_more_once_its_waiter_has_the_end(jobs):
+    """The reply's request still holds its waiter after the end event; the hub must not read for it."""
+    with jobs.watch("ending") as waiter:
+        jobs.redis.xadd(jobs.keys.events("ending"), {"type": "end", "status": "completed"})
+        assert [f["type"] for _, f in waiter.read(5_000)] == ["end"]
+        before = xread_calls(jobs)
+        time.sleep(3 * BLOCK_MS / 1000)  # an absence: three of the hub's longest reads would have run
+        assert xread_calls(jobs) == before
+        with jobs.watch("next") as following:  # the idle hub still serves whoever joins next
+            add(jobs, "next", "hello")
+            assert [f["data"] for _, f in following.read(5_000)] == ["hello"]
