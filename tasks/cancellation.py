@@ -6,6 +6,13 @@ it, which frees the engine slot at once instead of after the last token. The
 reconciler publishes `<job id> <attempt>` when it re-queues a job whose
 worker looked dead: if that worker was only stalled, it drops that attempt
 (and only that one: the job may already run again here).
+
+A cancel can land after a worker claimed the job and before it tracks it.
+The listener remembers the cancels of jobs it does not run, so `track`
+answers whether the job's cancel already came: a job that was cancelled in
+that window ends at once, with no read of its status per job. A cancel
+published while the listener is resubscribing (Redis gone) is missed, here
+as for running jobs: the job runs on, and its finish step keeps it cancelled.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from redis.client import PubSub
@@ -23,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for one message: how soon a stopping worker's listener notices.
 POLL_SECONDS = 1.0
+#: How many cancels of jobs not running here are remembered (the oldest are forgotten first).
+REMEMBERED_CANCELS = 10_000
 
 
 class CancelListener:
@@ -40,10 +50,14 @@ class CancelListener:
         self.running: dict[str, tuple[int, int | None]] = {}
         self._lock = threading.Lock()
         self._pubsub: PubSub | None = None
+        #: Cancelled job ids this process did not run when their cancel came (see the module's docstring).
+        self._cancelled: OrderedDict[str, bool] = OrderedDict()
 
-    def track(self, job_id: str, requests: int, attempt: int | None = None) -> None:
+    def track(self, job_id: str, requests: int, attempt: int | None = None) -> bool:
+        """Abort this job on its cancel from now on; True if its cancel came before (do not run it)."""
         with self._lock:
             self.running[job_id] = (requests, attempt)
+            return self._cancelled.pop(job_id, False)
 
     def untrack(self, job_id: str) -> None:
         with self._lock:
@@ -81,7 +95,14 @@ class CancelListener:
         job_id, _, attempt = (data.decode() if isinstance(data, bytes) else data).partition(" ")
         with self._lock:
             requests, running_attempt = self.running.get(job_id, (0, None))
+            if not requests and not attempt:
+                self._remember(job_id)
         if not requests or (attempt and str(running_attempt) != attempt):
             return
         log.info("job %s %s; aborting it in the engine", job_id, "superseded" if attempt else "cancelled")
         self.abort(job_id, requests)
+
+    def _remember(self, job_id: str) -> None:
+        self._cancelled[job_id] = True
+        if len(self._cancelled) > REMEMBERED_CANCELS:
+            self._cancelled.popitem(last=False)

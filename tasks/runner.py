@@ -47,7 +47,7 @@ class TimeLimitExceeded(RuntimeError):
 
 
 class Tracker(Protocol):
-    def track(self, job_id: str, requests: int, attempt: int | None = None) -> None: ...
+    def track(self, job_id: str, requests: int, attempt: int | None = None) -> bool: ...
     def untrack(self, job_id: str) -> None: ...
 
 
@@ -131,9 +131,12 @@ def run_job(job_id: str, work: Work) -> None:
         context.leases.release(job_id)
         return
     context.leases.started(job_id)
-    context.listener.track(job_id, len(claim.request.prompts), claim.attempt)
+    cancelled = context.listener.track(job_id, len(claim.request.prompts), claim.attempt)
     try:
-        _run_claimed(context, claim, work)
+        if cancelled:  # between its claim and now: nothing ran
+            _finish(context.service, claim, "cancelled", usage=NO_USAGE)
+        else:
+            _run_claimed(context, claim, work)
     except Superseded:
         log.warning("job %s: attempt %d was superseded by a re-queue; dropping it", job_id, claim.attempt)
     finally:
@@ -164,9 +167,6 @@ def _start(context: WorkerContext, job_id: str) -> Claim | None:
 
 def _run_claimed(context: WorkerContext, claim: Claim, work: Work) -> None:
     service = context.service
-    if service.is_cancelled(claim.job_id):
-        _finish(service, claim, "cancelled", usage=NO_USAGE)  # cancelled before the listener knew: nothing ran
-        return
     deadline = time.monotonic() + context.time_limit
     try:
         body = with_engine_restarts(claim.job_id, lambda: work(claim, service, deadline))

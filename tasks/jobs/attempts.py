@@ -46,9 +46,6 @@ class Attempts:
             return None
         return Claim(job_id, int(reply[1]), reply[3].decode(), request_from_json(json.loads(reply[2])))
 
-    def is_cancelled(self: JobService, job_id: str) -> bool:
-        return self.redis.hget(self.keys.job(job_id), "status") == b"cancelled"
-
     def append_delta(self: JobService, claim: Claim, delta: Delta) -> bool:
         """Stream a delta; False once the job is cancelled (stop streaming); `Superseded` if another attempt owns it."""
         outcome = self.append_deltas([(claim, delta_json(delta))])[0]

@@ -68,6 +68,27 @@ def test_cancel_listener_resubscribes_after_losing_redis():
     assert aborted == [("job-1", 1)] and len(redis.opened) == 2
 
 
+def test_a_cancel_before_tracking_is_answered_by_track():
+    """Cancelled between its claim and its tracking: the job must not run, and no status is read for it."""
+    redis = FakeRedis([{"data": b"job-1"}, {"data": b"job-2 3"}])
+    listener, aborted = listener_on(redis)
+    listener.poll()  # job-1's cancel, before this worker tracks it
+    listener.poll()  # job-2's re-queue of attempt 3 is not a cancel
+    assert listener.track("job-1", 1) is True
+    assert listener.track("job-2", 1, attempt=4) is False
+    assert listener.track("job-3", 1) is False
+    assert aborted == []
+
+
+def test_remembered_cancels_are_bounded(monkeypatch):
+    monkeypatch.setattr("tasks.cancellation.REMEMBERED_CANCELS", 2)
+    redis = FakeRedis([{"data": f"job-{n}".encode()} for n in range(3)])
+    listener, _ = listener_on(redis)
+    for _ in range(3):
+        listener.poll()
+    assert [listener.track(f"job-{n}", 1) for n in range(3)] == [False, True, True]
+
+
 def test_cancel_listener_forgets_untracked_jobs():
     redis = FakeRedis([{"data": b"job-1"}])
     listener, aborted = listener_on(redis)
