@@ -6,8 +6,15 @@ streamed TTFT), for `--rounds` rounds; medians per checkout and their ratio
 are printed. Use it for a before/after claim on a machine whose speed drifts
 between rounds: the two checkouts meet the same drift.
 
+With `--cpu` each round is bench_cpu's inferq side instead: the CPU each
+process spends per request (API, Redis, the worker, the engine) under
+`--requests` concurrent chat requests of `--tokens` tokens, or one-input
+embedding requests with `--embeddings`. CPU is the steadier measure, and
+pairing the two trees round by round cancels most of the machine's drift.
+
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/bench_trees.py --before /tmp/before [--levels 16,64] [--rounds 3]
+    .venv/bin/python bench/bench_trees.py --before /tmp/before --cpu [--requests 64] [--tokens 64] [--embeddings]
 """
 
 from __future__ import annotations
@@ -35,13 +42,40 @@ with inferq_stack() as stack:
 print(json.dumps(points))
 """
 
+CPU_ROUND = """
+import argparse, json, sys
+sys.path.insert(0, {bench!r})
+import bench_cpu
+args = argparse.Namespace(**{options!r})
+with bench_cpu.inferq_parts(args) as (url, parts):
+    print(json.dumps(bench_cpu.measure(url, parts, args)))
+"""
 
-def one_round(tree: Path, levels: list[int]) -> dict[int, dict[str, float]]:
-    """One stack from `tree` (its code, its bench helpers), in a process of its own."""
-    code = ONE_ROUND.format(bench=str(tree / "bench"), levels=levels)
+
+def run_in(tree: Path, code: str) -> dict:
+    """Run `code` against `tree` (its code, its bench helpers) in a process of its own; its last line's JSON."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True, check=True)
-    return {int(level): point for level, point in json.loads(out.stdout.splitlines()[-1]).items()}
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def one_round(tree: Path, levels: list[int]) -> dict[int, dict[str, float]]:
+    points = run_in(tree, ONE_ROUND.format(bench=str(tree / "bench"), levels=levels))
+    return {int(level): point for level, point in points.items()}
+
+
+def cpu_round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    options = {"requests": args.requests, "tokens": args.tokens, "stream": False, "embeddings": args.embeddings}
+    return run_in(tree, CPU_ROUND.format(bench=str(tree / "bench"), options={**options, "api_workers": 1}))
+
+
+def cpu_rows(runs: dict[str, list[dict[str, float]]]) -> list[tuple[str, ...]]:
+    rows = []
+    for metric in ("tok/s", *(f"{role} ms/request" for role in ("API", "Redis", "worker", "not engine", "engine"))):
+        before = statistics.median(run[metric] for run in runs["before"])
+        after = statistics.median(run[metric] for run in runs["after"])
+        rows.append((metric, f"{before:.3f}", f"{after:.3f}", f"{after / before:.2f}x"))
+    return rows
 
 
 def main() -> int:
@@ -50,12 +84,25 @@ def main() -> int:
     parser.add_argument("--after", type=Path, default=HERE.parent)
     parser.add_argument("--levels", type=lambda s: [int(c) for c in s.split(",")], default=[16, 64])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cpu", action="store_true", help="CPU per request by process (bench_cpu) instead")
+    parser.add_argument("--requests", type=int, default=64, help="with --cpu")
+    parser.add_argument("--tokens", type=int, default=64, help="with --cpu")
+    parser.add_argument("--embeddings", action="store_true", help="with --cpu: one-input embedding requests")
     args = parser.parse_args()
-    runs: dict[str, list[dict[int, dict[str, float]]]] = {"before": [], "after": []}
+    runs: dict[str, list] = {"before": [], "after": []}
     for round_ in range(args.rounds):
         for name in ("before", "after"):
-            runs[name].append(one_round(getattr(args, name).resolve(), args.levels))
+            tree = getattr(args, name).resolve()
+            runs[name].append(cpu_round(tree, args) if args.cpu else one_round(tree, args.levels))
             print(f"round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
+    if args.cpu:
+        load = "one-input embedding" if args.embeddings else f"chat ({args.tokens} tokens)"
+        print(
+            f"before {args.before}, after {args.after}; {args.requests} concurrent {load} requests; "
+            f"medians of {args.rounds} alternating rounds"
+        )
+        print(table(cpu_rows(runs), ("metric", "before", "after", "after/before")))
+        return 0
     rows = []
     for level in args.levels:
         for metric, unit, scale in (("throughput", "tok/s", 1), ("ttft_p50", "ms", 1000)):
