@@ -84,6 +84,8 @@ lint: install
 # bench_curves alone takes about half an hour on two cores.
 bench: install redis models
 	$(PIP) install -q -e '.[cpu,test,dev,bench]'
+	# The same reinstall brings PyPI's torchvision back (see install).
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) bench/bench_curves.py
 	$(PY) bench/bench_cpu.py
 	$(PY) bench/bench_threads.py
