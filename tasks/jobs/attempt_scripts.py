@@ -56,11 +56,14 @@ return outcomes
 """
 
 # KEYS: job, events, leases, done zset, stats, usage hash, tpm counter, open, waiting.
-# ARGV: attempt, retention, sync retention, fields (json), job id, prompt tokens,
-#       completion tokens, tpm ttl, throughput window, 1 to carry a completed body in
-#       the end event to a caller that waits for it (holds a wait slot) and does not
-#       stream it, else 0; stream grace. A carried body frees its caller's wait slot and
-#       trims the record here: the caller has its answer once it reads the event.
+# ARGV: attempt, retention, sync retention, job id, prompt tokens, completion tokens,
+#       tpm ttl, throughput window, 1 to carry a completed body in the end event to a
+#       caller that waits for it (holds a wait slot) and does not stream it, else 0;
+#       stream grace; then the record's fields to write, name and value in turn (status,
+#       and result, error, usage as JSON). The values go in as sent: no JSON document
+#       wraps them, so a 2 MB embeddings body is neither escaped nor decoded again.
+#       A carried body frees its caller's wait slot and trims the record here: the
+#       caller has its answer once it reads the event.
 # Writes the end only for the attempt that holds the job, bills it once, wakes its
 # waiters; returns the final status, or 0 when this attempt lost.
 FINISH = (
@@ -72,7 +75,8 @@ if not status or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 
 if status ~= 'in_progress' and status ~= 'cancelled' then return 0 end
 if redis.call('HGET', KEYS[1], 'ended') == '1' then return 0 end
 local now = server_now()
-local fields = cjson.decode(ARGV[4])
+local fields = {}
+for i = 11, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
 if status == 'cancelled' then
   -- Cancelled while it ran: it stays cancelled and is billed for what was generated.
   if fields['usage'] then redis.call('HSET', KEYS[1], 'usage', fields['usage']) end
@@ -82,25 +86,25 @@ else
 end
 local final = redis.call('HGET', KEYS[1], 'status')
 local model = redis.call('HGET', KEYS[1], 'model')
-local prompt, completion = tonumber(ARGV[6]), tonumber(ARGV[7])
+local prompt, completion = tonumber(ARGV[5]), tonumber(ARGV[6])
 if prompt + completion > 0 and redis.call('HSETNX', KEYS[1], 'billed', '1') == 1 then
   redis.call('HINCRBY', KEYS[6], model .. ':prompt', prompt)
   redis.call('HINCRBY', KEYS[6], model .. ':completion', completion)
   redis.call('HINCRBY', KEYS[6], model .. ':requests', 1)
   redis.call('INCRBY', KEYS[7], prompt + completion)
-  redis.call('EXPIRE', KEYS[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
   redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':prompt', prompt)
   redis.call('HINCRBY', KEYS[5], 'tokens:' .. model .. ':completion', completion)
 end
 if final == 'completed' then
-  redis.call('ZADD', KEYS[4], now, ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[9]))
+  redis.call('ZADD', KEYS[4], now, ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[8]))
 end
-redis.call('ZREM', KEYS[3], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[4])
 local body = nil
-if ARGV[10] == '1' and final == 'completed' and redis.call('ZSCORE', KEYS[9], ARGV[5]) then body = fields['result'] end
-if close(final, ARGV[2], ARGV[3], KEYS[8], KEYS[5], ARGV[5], body, ARGV[11]) then
-  redis.call('ZREM', KEYS[9], ARGV[5])
+if ARGV[9] == '1' and final == 'completed' and redis.call('ZSCORE', KEYS[9], ARGV[4]) then body = fields['result'] end
+if close(final, ARGV[2], ARGV[3], KEYS[8], KEYS[5], ARGV[4], body, ARGV[10]) then
+  redis.call('ZREM', KEYS[9], ARGV[4])
 end
 return final
 """
