@@ -16,14 +16,16 @@ Everything that is not the engine is the cost of the service around it. The
 load is `--requests` concurrent chat completions of `--tokens` output tokens
 (`ignore_eos`, so both stacks produce the same tokens), non-streamed unless
 `--stream`; the two stacks alternate for `--rounds` rounds and medians are
-printed. With `--embeddings` the load is `--requests` concurrent one-input
-embedding requests on the embedding model instead, counted per embedding.
+printed. With `--embeddings` the load is `--requests` concurrent embedding
+requests of `--inputs` inputs each (default one) on the embedding model
+instead, counted per request (`--requests 1 --inputs 256`: one large request).
 
 The engine's CPU is not a measure of its work: vLLM's model worker spins on
 its shared-memory queue for a second after every step (`sched_yield`), so it
 reads close to one core for as long as the load lasts, on either stack.
 
-    .venv/bin/python bench/bench_cpu.py [--requests 64] [--tokens 64] [--rounds 3] [--stream] [--embeddings]
+    .venv/bin/python bench/bench_cpu.py [--requests 64] [--tokens 64] [--rounds 3] [--stream]
+                                        [--embeddings [--inputs 1]]
 """
 
 from __future__ import annotations
@@ -107,15 +109,17 @@ async def load(url: str, requests_: int, tokens: int, stream: bool) -> int:
         return sum(await asyncio.gather(*(chat(session, url, body) for body in bodies)))
 
 
-async def embed(url: str, requests_: int) -> int:
+async def embed(url: str, requests_: int, inputs: int) -> int:
+    texts = short_inputs(requests_ * inputs)
+    bodies = [texts[i] if inputs == 1 else texts[i * inputs : (i + 1) * inputs] for i in range(requests_)]
     headers = {"Authorization": f"Bearer {os.environ.get(API_KEY_ENV, '')}"}
     connector = aiohttp.TCPConnector(limit=requests_)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        return sum(await asyncio.gather(*(one_embedding(session, url, text) for text in short_inputs(requests_))))
+        return sum(await asyncio.gather(*(one_embedding(session, url, body) for body in bodies)))
 
 
-async def one_embedding(session: aiohttp.ClientSession, url: str, text: str) -> int:
-    async with session.post(url + "/v1/embeddings", json={"model": EMBED_MODEL, "input": text}) as response:
+async def one_embedding(session: aiohttp.ClientSession, url: str, inputs: str | list[str]) -> int:
+    async with session.post(url + "/v1/embeddings", json={"model": EMBED_MODEL, "input": inputs}) as response:
         payload = await response.json()
         if response.status != 200:
             raise RuntimeError(f"{response.status}: {payload}")
@@ -124,7 +128,7 @@ async def one_embedding(session: aiohttp.ClientSession, url: str, text: str) -> 
 
 def run_load(url: str, args, tokens: int) -> int:
     if args.embeddings:
-        return asyncio.run(embed(url, args.requests))
+        return asyncio.run(embed(url, args.requests, getattr(args, "inputs", 1)))
     return asyncio.run(load(url, args.requests, tokens, args.stream))
 
 
@@ -180,7 +184,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating inferq / vllm serve runs")
     parser.add_argument("--stream", action="store_true")
-    parser.add_argument("--embeddings", action="store_true", help="one-input embedding requests instead of chat")
+    parser.add_argument("--embeddings", action="store_true", help="embedding requests instead of chat")
+    parser.add_argument("--inputs", type=int, default=1, help="with --embeddings: inputs per request")
     parser.add_argument("--api-workers", type=int, default=1)
     args = parser.parse_args()
     began = time.time()
@@ -206,7 +211,7 @@ def report(runs: dict[str, list[dict[str, float]]], args) -> str:
             ratio = f"{a / b:.2f}x" if a is not None and b else ""
             rows.append((f"CPU {unit}, {role}", _ms(a), _ms(b), ratio))
     if args.embeddings:
-        load = f"{args.requests} concurrent one-input embedding requests, {EMBED_MODEL}"
+        load = f"{args.requests} concurrent embedding requests of {args.inputs} input(s), {EMBED_MODEL}"
         per = "embedding"
     else:
         kind = "streamed" if args.stream else "non-streamed"

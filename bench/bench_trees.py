@@ -8,13 +8,18 @@ between rounds: the two checkouts meet the same drift.
 
 With `--cpu` each round is bench_cpu's inferq side instead: the CPU each
 process spends per request (API, Redis, the worker, the engine) under
-`--requests` concurrent chat requests of `--tokens` tokens, or one-input
-embedding requests with `--embeddings`. CPU is the steadier measure, and
-pairing the two trees round by round cancels most of the machine's drift.
+`--requests` concurrent chat requests of `--tokens` tokens, or embedding
+requests of `--inputs` inputs with `--embeddings`. CPU is the steadier
+measure, and pairing the two trees round by round cancels most of the
+machine's drift.
+
+The load comes from this checkout's bench/ for both trees, so both meet the
+same program; each tree's own code (app, tasks, workers, devstack) serves it.
 
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/bench_trees.py --before /tmp/before [--levels 16,64] [--rounds 3]
-    .venv/bin/python bench/bench_trees.py --before /tmp/before --cpu [--requests 64] [--tokens 64] [--embeddings]
+    .venv/bin/python bench/bench_trees.py --before /tmp/before --cpu [--requests 64] [--tokens 64]
+                                          [--embeddings [--inputs 1]]
 """
 
 from __future__ import annotations
@@ -30,9 +35,18 @@ from pathlib import Path
 from common import table  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
-ONE_ROUND = """
+# The tree's own packages are imported first: bench/common.py puts this checkout's root
+# first on sys.path, and a package already imported is not looked for again.
+PRELUDE = """
 import argparse, json, sys
+sys.path.insert(0, {tree!r})
+import app, devstack.processes, tasks
 sys.path.insert(0, {bench!r})
+"""
+
+ONE_ROUND = (
+    PRELUDE
+    + """
 import bench_curves
 from stacks import inferq_stack
 args = argparse.Namespace(tokens=32, stream_tokens=8, single=4, api_workers=1, rounds=1)
@@ -41,15 +55,17 @@ with inferq_stack() as stack:
     points = {{level: vars(bench_curves.measure(stack.url, level, args)) for level in {levels!r}}}
 print(json.dumps(points))
 """
+)
 
-CPU_ROUND = """
-import argparse, json, sys
-sys.path.insert(0, {bench!r})
+CPU_ROUND = (
+    PRELUDE
+    + """
 import bench_cpu
 args = argparse.Namespace(**{options!r})
 with bench_cpu.inferq_parts(args) as (url, parts):
     print(json.dumps(bench_cpu.measure(url, parts, args)))
 """
+)
 
 
 def run_in(tree: Path, code: str) -> dict:
@@ -60,21 +76,22 @@ def run_in(tree: Path, code: str) -> dict:
 
 
 def one_round(tree: Path, levels: list[int]) -> dict[int, dict[str, float]]:
-    points = run_in(tree, ONE_ROUND.format(bench=str(tree / "bench"), levels=levels))
+    points = run_in(tree, ONE_ROUND.format(tree=str(tree), bench=str(HERE), levels=levels))
     return {int(level): point for level, point in points.items()}
 
 
 def cpu_round(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     options = {"requests": args.requests, "tokens": args.tokens, "stream": False, "embeddings": args.embeddings}
-    return run_in(tree, CPU_ROUND.format(bench=str(tree / "bench"), options={**options, "api_workers": 1}))
+    options["inputs"] = args.inputs
+    return run_in(tree, CPU_ROUND.format(tree=str(tree), bench=str(HERE), options={**options, "api_workers": 1}))
 
 
-def cpu_rows(runs: dict[str, list[dict[str, float]]]) -> list[tuple[str, ...]]:
+def cpu_rows(runs: dict[str, list[dict[str, float]]], rate: str) -> list[tuple[str, ...]]:
     rows = []
     for metric in ("tok/s", *(f"{role} ms/request" for role in ("API", "Redis", "worker", "not engine", "engine"))):
         before = statistics.median(run[metric] for run in runs["before"])
         after = statistics.median(run[metric] for run in runs["after"])
-        rows.append((metric, f"{before:.3f}", f"{after:.3f}", f"{after / before:.2f}x"))
+        rows.append((rate if metric == "tok/s" else metric, f"{before:.3f}", f"{after:.3f}", f"{after / before:.2f}x"))
     return rows
 
 
@@ -87,7 +104,8 @@ def main() -> int:
     parser.add_argument("--cpu", action="store_true", help="CPU per request by process (bench_cpu) instead")
     parser.add_argument("--requests", type=int, default=64, help="with --cpu")
     parser.add_argument("--tokens", type=int, default=64, help="with --cpu")
-    parser.add_argument("--embeddings", action="store_true", help="with --cpu: one-input embedding requests")
+    parser.add_argument("--embeddings", action="store_true", help="with --cpu: embedding requests")
+    parser.add_argument("--inputs", type=int, default=1, help="with --embeddings: inputs per request")
     args = parser.parse_args()
     runs: dict[str, list] = {"before": [], "after": []}
     for round_ in range(args.rounds):
@@ -96,12 +114,13 @@ def main() -> int:
             runs[name].append(cpu_round(tree, args) if args.cpu else one_round(tree, args.levels))
             print(f"round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
     if args.cpu:
-        load = "one-input embedding" if args.embeddings else f"chat ({args.tokens} tokens)"
+        load = f"{args.inputs}-input embedding" if args.embeddings else f"chat ({args.tokens} tokens)"
         print(
             f"before {args.before}, after {args.after}; {args.requests} concurrent {load} requests; "
             f"medians of {args.rounds} alternating rounds"
         )
-        print(table(cpu_rows(runs), ("metric", "before", "after", "after/before")))
+        rate = "embeddings/s" if args.embeddings else "output tok/s"
+        print(table(cpu_rows(runs, rate), ("metric", "before", "after", "after/before")))
         return 0
     rows = []
     for level in args.levels:
