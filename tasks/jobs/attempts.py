@@ -13,11 +13,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from tasks.jobs.policy import STREAM_GRACE_SECONDS
 from tasks.jobs.reads import THROUGHPUT_WINDOW_SECONDS
-from tasks.jobs.record import Claim
+from tasks.jobs.record import Claim, encode_field
 from tasks.protocol.requests import request_from_json
 from workers.outputs import Delta
 
@@ -87,7 +85,7 @@ class Attempts:
         fields: list[str | bytes] = ["status", status]
         for name, value in (("result", result), ("error", error), ("usage", usage)):
             if value is not None:
-                fields += [name, _encoded(value)]
+                fields += [name, encode_field(value)]
         if error is not None:
             fields += ["error_status", str(error_status or 500)]
         usage = usage or {}
@@ -162,17 +160,3 @@ def delta_json(delta: Delta) -> str:
 
 def utc_day(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).date().isoformat()
-
-
-def _encoded(value: Any) -> bytes:
-    """A result, error or usage as the record keeps it: compact JSON, UTF-8.
-
-    orjson, because an embeddings body holds ~100 000 floats and the stdlib
-    encoder spends 15x longer on them (bench/bench_embeddings.py). It refuses
-    what the stdlib still writes (a lone surrogate a tool call decoded from
-    the model's text, an integer past 64 bits): those take the stdlib's path.
-    """
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode()

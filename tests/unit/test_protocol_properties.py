@@ -23,6 +23,7 @@ from app.job_requests import SAMPLING_FIELDS, sampling
 from app.schemas.chat import ChatCompletionRequestSchema
 from app.schemas.completions import CompletionRequestSchema
 from app.schemas.sampling import MAX_ENGINE_INT
+from tasks.jobs.record import encode_field
 from tasks.protocol.bodies import completion_body, embedding_body, stream_chunk, usage_chunk
 from tasks.protocol.errors import InvalidRequest
 from tasks.protocol.requests import EmbeddingRequest, GenerationRequest, request_from_json
@@ -97,8 +98,12 @@ embedding_requests = st.builds(
 
 
 def through_the_record(data: dict) -> dict:
-    """What tasks.jobs stores and the worker reads back: compact JSON, strict (no NaN)."""
-    return json.loads(json.dumps(data, separators=(",", ":"), allow_nan=False))
+    """What tasks.jobs stores (its one encoder) and a strict parser (no NaN) reads back."""
+    return json.loads(encode_field(data), parse_constant=_refuse)
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"not strict JSON: {constant}")
 
 
 @PROPERTY
@@ -298,3 +303,15 @@ def test_the_decoder_answers_any_bytes_with_an_object_or_a_400(data):
         assert refused.status == 400 and refused.code in ("invalid_json", "invalid_value")
     else:
         assert isinstance(body, dict)
+
+
+@PROPERTY
+@given(
+    text=st.text(st.characters(categories=("Cs", "Ll", "So")), max_size=6),
+    number=st.integers(-(2**80), 2**80),
+)
+def test_the_record_keeps_what_orjson_refuses(text, number):
+    """A tool call's arguments may hold a lone surrogate decoded from the model's text, and an integer
+    may pass 64 bits: the record still takes them (the stdlib's path), and they read back equal."""
+    value = {"arguments": text, "n": number}
+    assert json.loads(encode_field(value)) == value
