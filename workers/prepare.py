@@ -70,16 +70,26 @@ def prepare_smollm2(target: Path) -> Path:
 
 
 def prepare_minilm(target: Path) -> Path:
-    """The embedding model already ships as safetensors: link it into the cache."""
-    source = package_dir(MINILM_PACKAGE) / "model"
-    if target.is_symlink() and target.resolve() == source.resolve():
+    """The embedding model already ships as safetensors: copy it into the cache.
+
+    A copy, not a link into this checkout's venv: the cache is shared by every
+    checkout on the machine, and a link outlives the venv it points into (a
+    deleted clone left every other checkout's embedding worker unable to start).
+    """
+    if _is_prepared(target):
         return target
-    if target.exists() or target.is_symlink():
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
+    source = package_dir(MINILM_PACKAGE) / "model"
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        (staging / MARKER).write_text(str(FORMAT_VERSION))
+        if target.is_symlink() or target.is_file():
             target.unlink()
-    target.symlink_to(source, target_is_directory=True)
+        elif target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
