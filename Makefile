@@ -93,6 +93,7 @@ bench: install redis models
 	$(PY) bench/bench_embeddings.py
 	$(PY) bench/bench_submit.py
 	$(PY) bench/bench_floor.py
+	$(PY) bench/bench_flow.py
 	$(PY) bench/bench_precision.py
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_streaming.py
